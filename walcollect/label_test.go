@@ -1,0 +1,95 @@
+package walcollect
+
+import (
+	"strings"
+	"testing"
+)
+
+const label15 = `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)
+CHECKPOINT LOCATION: 0/2000060
+BACKUP METHOD: streamed
+BACKUP FROM: primary
+START TIME: 2026-11-25 08:00:00 UTC
+LABEL: nightly
+START TIMELINE: 1
+`
+
+// PostgreSQL 10 writes no START TIMELINE line and says "master".
+const label10 = `START WAL LOCATION: 1/A2000028 (file 0000000300000001000000A2)
+CHECKPOINT LOCATION: 1/A2000060
+BACKUP METHOD: streamed
+BACKUP FROM: master
+START TIME: 2026-11-25 08:00:00 UTC
+LABEL: old
+`
+
+func TestParseBackupLabel(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    BackupLabel
+		wantErr string
+	}{
+		{name: "15", in: label15, want: BackupLabel{StartLSN: 0x2000028, StartWALFile: "000000010000000000000002",
+			Checkpoint: 0x2000060, Method: "streamed", From: "primary", StartTime: "2026-11-25 08:00:00 UTC",
+			Label: "nightly", StartTimeline: 1}},
+		{name: "10", in: label10, want: BackupLabel{StartLSN: 0x1_A2000028, StartWALFile: "0000000300000001000000A2",
+			Checkpoint: 0x1_A2000060, Method: "streamed", From: "master", StartTime: "2026-11-25 08:00:00 UTC",
+			Label: "old", StartTimeline: 3}},
+		{name: "timelines disagree", in: strings.Replace(label15, "START TIMELINE: 1", "START TIMELINE: 2", 1),
+			wantErr: "disagrees"},
+		{name: "no start", in: "LABEL: x\n", wantErr: "no START WAL LOCATION"},
+		{name: "bad lsn", in: "START WAL LOCATION: zz (file 000000010000000000000002)\n", wantErr: "START WAL LOCATION"},
+		{name: "bad file", in: "START WAL LOCATION: 0/2000028 (file 0001)\n", wantErr: "unexpected WAL file name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseBackupLabel([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != tt.want {
+				t.Fatalf("got %+v\nwant %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateLabel(t *testing.T) {
+	tests := []struct {
+		label string
+		ok    bool
+	}{
+		{"nightly", true},
+		{"pgfbb-20261125T080000Z", true},
+		{"a", true},
+		{"0.b_c-D", true},
+		{strings.Repeat("x", 100), true},
+		{strings.Repeat("x", 101), false},
+		{"", false},
+		{"../x", false},
+		{"a/b", false},
+		{".hidden", false},
+		{"-flag", false},
+		{"_x", false},
+		{"two words", false},
+		{"line\nbreak", false},
+		{"nightly\n", false},
+		{"tab\t", false},
+		{"ü", false},
+		{"$(id)", false},
+	}
+	for _, tt := range tests {
+		t.Run("", func(t *testing.T) {
+			if err := ValidateLabel(tt.label); (err == nil) != tt.ok {
+				t.Fatalf("ValidateLabel(%q) = %v, want ok=%v", tt.label, err, tt.ok)
+			}
+		})
+	}
+}

@@ -1,0 +1,39 @@
+package walcollect
+
+import "time"
+
+// StatusComplete is the only status a published manifest has: a backup that
+// failed is never published.
+const StatusComplete = "complete"
+
+// Manifest describes a staged backup. It is written last, so its presence
+// under the backup's final name means every file it lists is complete.
+type Manifest struct {
+	FormatVersion    int       `json:"format_version"`
+	Tool             string    `json:"tool"`
+	Label            string    `json:"label"`
+	Status           string    `json:"status"`
+	ServerVersionNum int       `json:"server_version_num"`
+	SystemIdentifier string    `json:"system_identifier"` // a string: JSON numbers lose uint64 precision in many readers
+	Timeline         uint32    `json:"timeline"`
+	StartLSN         LSN       `json:"start_lsn"`
+	StopLSN          LSN       `json:"stop_lsn"`
+	StartWAL         string    `json:"start_wal"`
+	StopWAL          string    `json:"stop_wal"`
+	WALSegmentSize   uint64    `json:"wal_segment_size"`
+	WALMode          string    `json:"wal_mode"`
+	WALSource        string    `json:"wal_source,omitempty"`
+	PGData           string    `json:"pgdata,omitempty"`
+	StartedAt        time.Time `json:"started_at"`
+	StoppedAt        time.Time `json:"stopped_at"`
+	BackupModeSecs   float64   `json:"backup_mode_seconds"`
+	Command          *Command  `json:"command,omitempty"`
+	Files            []File    `json:"files"`
+}
+
+// Command records the snapshot command a backup was wrapped around.
+type Command struct {
+	Argv        []string `json:"argv"`
+	ExitCode    int      `json:"exit_code"`
+	DurationSec float64  `json:"duration_seconds"`
+}

@@ -1,0 +1,217 @@
+package walcollect
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
+)
+
+// Names inside a staged backup directory.
+const (
+	LabelFile    = "backup_label"
+	MapFile      = "tablespace_map"
+	WALDir       = "wal"
+	WALListFile  = "wal_list"
+	ManifestFile = "manifest.json"
+)
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// ValidateLabel checks that label can name a staged backup directory and a
+// backup: no path separators, no leading dot, nothing a shell or a
+// backup_label line could misread.
+func ValidateLabel(label string) error {
+	if !labelRE.MatchString(label) {
+		return fmt.Errorf("invalid label %q: want 1 to 100 of [A-Za-z0-9._-], starting with a letter or digit", label)
+	}
+	return nil
+}
+
+// ErrExists is returned by Prepare when a backup with the label is already staged.
+var ErrExists = errors.New("already exists")
+
+// File is one staged file, as recorded in the manifest.
+type File struct {
+	Path   string `json:"path"` // relative to the backup directory, "/"-separated
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Staging is a backup being assembled under a temporary name inside the
+// staging directory. Nothing under the final name exists until Publish, so a
+// run that fails or dies can never be mistaken for a complete backup.
+type Staging struct {
+	root  string
+	label string
+	dir   string
+	files []File
+}
+
+// Prepare makes sure root exists (creating it, but not its parents) and that
+// label is free there, and creates the run's temporary directory, which
+// proves root is writable before any database work begins.
+func Prepare(root, label string) (*Staging, error) {
+	if err := ValidateLabel(label); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(root)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.Mkdir(root, 0o700); err != nil {
+			return nil, fmt.Errorf("create staging directory: %w", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("staging directory: %w", err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("staging directory %s: not a directory", root)
+	}
+	final := filepath.Join(root, label)
+	if _, err := os.Lstat(final); err == nil {
+		return nil, fmt.Errorf("staged backup %s: %w", final, ErrExists)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("staged backup %s: %w", final, err)
+	}
+	dir, err := os.MkdirTemp(root, "."+label+".partial-")
+	if err != nil {
+		return nil, fmt.Errorf("staging directory not writable: %w", err)
+	}
+	return &Staging{root: root, label: label, dir: dir}, nil
+}
+
+// Path is where the backup will be once published.
+func (s *Staging) Path() string { return filepath.Join(s.root, s.label) }
+
+// Files lists what has been staged so far, in staging order.
+func (s *Staging) Files() []File { return slices.Clone(s.files) }
+
+// WriteFile stages a small file from memory.
+func (s *Staging) WriteFile(name string, data []byte) error {
+	_, err := s.put(context.Background(), name, bytes.NewReader(data), nil, -1)
+	return err
+}
+
+// put streams r into the staged file name (relative, "/"-separated), hashing
+// it, calling check on the first bytes read and, unless wantSize is negative,
+// insisting on that size; then it makes the file durable. A partial or wrong
+// file is removed.
+func (s *Staging) put(ctx context.Context, name string, r io.Reader, check func(first []byte) error, wantSize int64) (_ File, err error) {
+	path := filepath.Join(s.dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return File{}, fmt.Errorf("stage %s: %w", name, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return File{}, fmt.Errorf("stage %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			err = multierror.Append(err, f.Close(), os.Remove(path)).ErrorOrNil()
+			err = fmt.Errorf("stage %s: %w", name, err)
+		}
+	}()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	var size int64
+	for first := true; ; first = false {
+		if err := ctx.Err(); err != nil {
+			return File{}, err
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if first && check != nil {
+			if err := check(buf[:n]); err != nil {
+				return File{}, err
+			}
+		}
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return File{}, err
+			}
+			h.Write(buf[:n])
+			size += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return File{}, rerr
+		}
+	}
+	if wantSize >= 0 && size != wantSize {
+		return File{}, fmt.Errorf("size is %d bytes, want %d", size, wantSize)
+	}
+	if err := f.Sync(); err != nil {
+		return File{}, err
+	}
+	if err := f.Close(); err != nil {
+		return File{}, err
+	}
+	file := File{Path: name, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
+	s.files = append(s.files, file)
+	return file, nil
+}
+
+// Publish writes the manifest, makes every directory durable and renames the
+// temporary directory to its label. It never replaces an existing backup.
+func (s *Staging) Publish(m *Manifest) error {
+	m.Files = s.Files()
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	// The manifest is written last and is not in its own file list: its
+	// presence under the final name means every other file is complete.
+	if _, err := s.put(context.Background(), ManifestFile, bytes.NewReader(append(data, '\n')), nil, -1); err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Join(s.dir, WALDir), s.dir} {
+		if err := syncDir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, s.dir, unix.AT_FDCWD, s.Path(), unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			err = ErrExists
+		}
+		return fmt.Errorf("publish %s: %w", s.Path(), err)
+	}
+	s.dir = s.Path()
+	return syncDir(s.root)
+}
+
+// Discard removes the temporary directory of an unpublished backup.
+func (s *Staging) Discard() error {
+	if s.dir == s.Path() {
+		return nil
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("remove partial backup: %w", err)
+	}
+	return nil
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
