@@ -1,0 +1,145 @@
+package pgbackup
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// ErrSessionLost means the backup's session ended: PostgreSQL has aborted
+// the backup, and no other session can stop it.
+var ErrSessionLost = errors.New("database session lost: PostgreSQL aborts a backup whose session ends")
+
+// ErrNotInBackup means the server no longer considers the backup running.
+var ErrNotInBackup = errors.New("the server has no backup in progress for this session")
+
+// Started is the state right after the backup started.
+type Started struct {
+	LSN      walcollect.LSN
+	Timeline uint32
+	At       time.Time
+}
+
+// Stopped is what stopping the backup returned.
+type Stopped struct {
+	LSN           walcollect.LSN
+	Label         []byte // backup_label, byte for byte
+	TablespaceMap []byte // empty when the cluster has no tablespaces
+	At            time.Time
+}
+
+// SlotName derives a replication slot name from the backend pid, which is
+// unique among live sessions, and the label, which tells a DBA whose it is.
+func SlotName(pid int, label string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(label) {
+		if ('a' <= r && r <= 'z') || ('0' <= r && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	name := fmt.Sprintf("pgfbb_%d_%s", pid, b.String())
+	return name[:min(len(name), 63)] // NAMEDATALEN - 1
+}
+
+// CreateSlot creates a temporary physical slot that reserves WAL at once, so
+// no segment the restore needs can be recycled before it is staged. The
+// server drops it when the session ends, whatever happens to this process.
+func (s *Session) CreateSlot(ctx context.Context, label string) (string, error) {
+	name := SlotName(s.server.BackendPID, label)
+	if _, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_create_physical_replication_slot($1, true, true)", name); err != nil {
+		return "", fmt.Errorf("create slot %s: %w", name, classify(err))
+	}
+	s.slot = name
+	return name, nil
+}
+
+// DropSlot drops the slot CreateSlot made, if any.
+func (s *Session) DropSlot(ctx context.Context) error {
+	if s.slot == "" {
+		return nil
+	}
+	if _, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", s.slot); err != nil {
+		return fmt.Errorf("drop slot %s: %w", s.slot, classify(err))
+	}
+	s.slot = ""
+	return nil
+}
+
+// Start starts a non-exclusive backup; fast asks for an immediate checkpoint
+// instead of a spread one. Cancelling ctx cancels the query, which ends the
+// session: use it only to bound or interrupt the start itself.
+func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started, error) {
+	q := "SELECT pg_catalog.pg_backup_start($1, $2)::text"
+	if s.server.VersionNum < 150000 {
+		// 10-14 default to an exclusive backup: say false explicitly.
+		q = "SELECT pg_catalog.pg_start_backup($1, $2, false)::text"
+	}
+	var lsn string
+	if err := s.conn.QueryRowContext(ctx, q, label, fast).Scan(&lsn); err != nil {
+		return nil, fmt.Errorf("start backup: %w", classify(err))
+	}
+	st := &Started{At: time.Now()}
+	var err error
+	if st.LSN, err = walcollect.ParseLSN(lsn); err != nil {
+		return nil, fmt.Errorf("start backup: %w", err)
+	}
+	// The checkpoint the backup started from is on the current timeline.
+	if err := s.conn.QueryRowContext(ctx, "SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()").Scan(&st.Timeline); err != nil {
+		return nil, fmt.Errorf("read timeline: %w", classify(err))
+	}
+	return st, nil
+}
+
+// Stop stops the backup without waiting for WAL archiving: a stop cancelled
+// while it waits for the archive would lose the label, and the WAL is staged
+// by this tool. Pass a context that a signal cannot cancel.
+func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
+	q := "SELECT lsn::text, labelfile, spcmapfile FROM pg_catalog.pg_backup_stop(false)"
+	if s.server.VersionNum < 150000 {
+		q = "SELECT lsn::text, labelfile, spcmapfile FROM pg_catalog.pg_stop_backup(false, false)"
+	}
+	var lsn string
+	var label, spcmap sql.NullString
+	if err := s.conn.QueryRowContext(ctx, q).Scan(&lsn, &label, &spcmap); err != nil {
+		return nil, fmt.Errorf("stop backup: %w", classify(err))
+	}
+	st := &Stopped{At: time.Now(), Label: []byte(label.String), TablespaceMap: []byte(spcmap.String)}
+	var err error
+	if st.LSN, err = walcollect.ParseLSN(lsn); err != nil {
+		return nil, fmt.Errorf("stop backup: %w", err)
+	}
+	if len(st.Label) == 0 {
+		return nil, errors.New("stop backup: the server returned no backup_label")
+	}
+	return st, nil
+}
+
+// classify adds the meaning of errors a DBA must act on differently.
+func classify(err error) error {
+	var netErr net.Error
+	switch {
+	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil:
+		return fmt.Errorf("%w: %w", ErrNotInBackup, err)
+	case pq.As(err, pqerror.UndefinedFunction) != nil:
+		return fmt.Errorf("backup function missing for this server version (a version-detection bug): %w", err)
+	case pq.As(err, pqerror.InsufficientPrivilege) != nil:
+		return fmt.Errorf("missing privilege: %w", err)
+	case pq.As(err, pqerror.AdminShutdown, pqerror.CrashShutdown) != nil,
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, sql.ErrConnDone), errors.As(err, &netErr):
+		return fmt.Errorf("%w: %w", ErrSessionLost, err)
+	}
+	return err
+}

@@ -1,0 +1,134 @@
+// Package pgbackup holds the one database session a non-exclusive backup
+// lives in: it detects the server version, checks that a backup can be safe,
+// creates the WAL-retention slot, and starts and stops the backup with the
+// functions each PostgreSQL major provides.
+package pgbackup
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/lib/pq"
+)
+
+// AppName is the application_name the session shows in pg_stat_activity
+// unless the connection string or PGAPPNAME names another.
+const AppName = "pgfbb-wrap"
+
+// Keepalive settings: a backup session idles while the snapshot runs, so a
+// dead peer is found by TCP keepalives, not by a query. About 90 seconds.
+var keepalive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 6}
+
+// Config parses the connection settings the way libpq does: the standard
+// environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE,
+// PGSSLMODE, ...) overridden by dbname, which like psql's -d is a conninfo
+// string ("host=... user=..."), a postgres:// URL or a bare database name.
+func Config(dbname string) (pq.Config, error) {
+	dsn := dbname
+	if dsn != "" && !strings.Contains(dsn, "=") && !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		dsn = "dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(dsn) + "'"
+	}
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return pq.Config{}, fmt.Errorf("connection settings: %w", err)
+	}
+	if cfg.ApplicationName == "" {
+		cfg.ApplicationName = AppName
+	}
+	return cfg, nil
+}
+
+// Session is one pinned database connection. A non-exclusive backup is bound
+// to it: if the session ends, PostgreSQL aborts the backup and drops the
+// temporary slot, so nothing here ever reconnects.
+type Session struct {
+	db     *sql.DB
+	conn   *sql.Conn
+	server *Server
+	slot   string
+}
+
+// Connect opens the session, makes it immune to role and database defaults
+// that would end it mid-backup, and reads what the backup needs to know about
+// the server.
+func Connect(ctx context.Context, cfg pq.Config) (*Session, error) {
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	connector.Dialer(keepaliveDialer{net.Dialer{KeepAliveConfig: keepalive}})
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(1)
+	conn, err := db.Conn(ctx)
+	if err == nil {
+		err = conn.PingContext(ctx)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	s := &Session{db: db, conn: conn}
+	if err := s.init(ctx); err != nil {
+		return nil, multierror.Append(err, s.Close()).ErrorOrNil()
+	}
+	return s, nil
+}
+
+// init reads the version first, because the settings that protect the
+// session differ by version.
+func (s *Session) init(ctx context.Context) error {
+	var num int
+	if err := s.conn.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
+		return fmt.Errorf("detect version: %w", err)
+	}
+	if num < MinVersionNum {
+		return &PreflightError{Problems: []string{fmt.Sprintf("PostgreSQL %s is not supported: pgfbb-wrap needs 10 or later", versionString(num))}}
+	}
+	// Defaults set with ALTER ROLE / ALTER DATABASE would otherwise cancel a
+	// long start (spread checkpoint) or end the idle session mid-backup.
+	settings := []string{"statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout"}
+	if num >= 140000 {
+		settings = append(settings, "idle_session_timeout")
+	}
+	for _, name := range settings {
+		if _, err := s.conn.ExecContext(ctx, "SET "+name+" = 0"); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	srv, err := readServer(ctx, s.conn, num)
+	if err != nil {
+		return err
+	}
+	s.server = srv
+	return nil
+}
+
+// Server describes the server the session is connected to.
+func (s *Session) Server() *Server { return s.server }
+
+// Close ends the session. Closing without Stop aborts a running backup; the
+// server drops the temporary slot either way.
+func (s *Session) Close() error {
+	return multierror.Append(nil, s.conn.Close(), s.db.Close()).ErrorOrNil()
+}
+
+type keepaliveDialer struct{ d net.Dialer }
+
+func (k keepaliveDialer) Dial(network, address string) (net.Conn, error) {
+	return k.d.Dial(network, address)
+}
+
+func (k keepaliveDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return k.d.DialContext(ctx, network, address)
+}
+
+func (k keepaliveDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return k.d.DialContext(ctx, network, address)
+}

@@ -1,0 +1,138 @@
+package pgbackup
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// MinVersionNum is the oldest server_version_num supported: non-exclusive
+// backups with a temporary slot need PostgreSQL 10.
+const MinVersionNum = 100000
+
+// Server is what the backup needs to know about the server.
+type Server struct {
+	VersionNum    int
+	Version       string
+	WALLevel      string
+	SegmentSize   uint64
+	DataDirectory string // empty when the role may not read it
+	InRecovery    bool
+	SystemID      uint64 // 0 when pg_control_system() is not granted
+	BackendPID    int
+	User          string
+	Superuser     bool
+	Replication   bool
+	FreeSlots     int // max_replication_slots minus slots in use
+
+	missingGrants []string
+}
+
+// Major is the major version (10, 11, ... 18).
+func (s *Server) Major() int { return s.VersionNum / 10000 }
+
+func versionString(num int) string {
+	if num >= 100000 {
+		return strconv.Itoa(num / 10000)
+	}
+	return fmt.Sprintf("%d.%d", num/10000, num/100%100)
+}
+
+// functions are the server functions a backup calls, per version, as
+// has_function_privilege wants them spelled.
+func functions(num int) (start, stop string) {
+	if num >= 150000 {
+		return "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
+	}
+	return "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
+}
+
+func readServer(ctx context.Context, conn *sql.Conn, num int) (*Server, error) {
+	srv := &Server{VersionNum: num}
+	// pg_settings hides data_directory from roles without superuser or
+	// pg_read_all_settings instead of failing, unlike current_setting().
+	err := conn.QueryRowContext(ctx, `
+SELECT current_setting('server_version'),
+       current_setting('wal_level'),
+       pg_catalog.pg_size_bytes(current_setting('wal_segment_size')),
+       COALESCE((SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory'), ''),
+       pg_catalog.pg_is_in_recovery(),
+       pg_catalog.pg_backend_pid(),
+       current_user,
+       r.rolsuper,
+       r.rolreplication,
+       current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots)
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
+		&srv.Version, &srv.WALLevel, &srv.SegmentSize, &srv.DataDirectory, &srv.InRecovery,
+		&srv.BackendPID, &srv.User, &srv.Superuser, &srv.Replication, &srv.FreeSlots)
+	if err != nil {
+		return nil, fmt.Errorf("read server settings: %w", err)
+	}
+	start, stop := functions(num)
+	for _, fn := range []string{start, stop, "pg_catalog.pg_control_system()", "pg_catalog.pg_control_checkpoint()"} {
+		var ok bool
+		if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE')", fn).Scan(&ok); err != nil {
+			return nil, fmt.Errorf("check privilege on %s: %w", fn, err)
+		}
+		if !ok {
+			srv.missingGrants = append(srv.missingGrants, fn)
+		}
+	}
+	if !slices.Contains(srv.missingGrants, "pg_catalog.pg_control_system()") {
+		var id string
+		if err := conn.QueryRowContext(ctx, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").Scan(&id); err != nil {
+			return nil, fmt.Errorf("read system identifier: %w", err)
+		}
+		if srv.SystemID, err = strconv.ParseUint(id, 10, 64); err != nil {
+			return nil, fmt.Errorf("read system identifier: %w", err)
+		}
+	}
+	return srv, nil
+}
+
+// PreflightError lists every reason a backup would not be safe.
+type PreflightError struct {
+	Problems []string
+}
+
+func (e *PreflightError) Error() string {
+	return "backup refused: " + strings.Join(e.Problems, "; ")
+}
+
+// Preflight checks that a backup of this server can be safe and that the
+// role may take it, and reports every problem at once, each with its remedy.
+func (s *Session) Preflight() error {
+	srv := s.server
+	var problems []string
+	if srv.WALLevel == "minimal" {
+		problems = append(problems, "wal_level is minimal: set wal_level = replica and restart, a backup cannot be restored without full WAL")
+	}
+	if srv.InRecovery {
+		problems = append(problems, "the server is a standby (in recovery): backups from a standby are not supported yet")
+	}
+	for _, fn := range srv.missingGrants {
+		problems = append(problems, fmt.Sprintf("role %s lacks EXECUTE on %s: GRANT EXECUTE ON FUNCTION %s TO %s",
+			srv.User, fn, fn, quoteIdent(srv.User)))
+	}
+	if !srv.Superuser && !srv.Replication {
+		problems = append(problems, fmt.Sprintf("role %s lacks REPLICATION, needed for the WAL-retention slot: ALTER ROLE %s REPLICATION",
+			srv.User, quoteIdent(srv.User)))
+	}
+	if srv.FreeSlots < 1 {
+		problems = append(problems, "no free replication slot for WAL retention: raise max_replication_slots")
+	}
+	if err := walcollect.ValidateSegmentSize(srv.SegmentSize); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return &PreflightError{Problems: problems}
+	}
+	return nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

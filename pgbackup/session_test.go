@@ -1,0 +1,264 @@
+package pgbackup
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+func TestConfig(t *testing.T) {
+	t.Setenv("PGHOST", "/run/env")
+	t.Setenv("PGDATABASE", "fromenv")
+	t.Setenv("PGAPPNAME", "")
+	tests := []struct {
+		dbname           string
+		wantHost, wantDB string
+		wantApp          string
+	}{
+		{"", "/run/env", "fromenv", AppName},
+		{"mydb", "/run/env", "mydb", AppName},
+		{"it's", "/run/env", "it's", AppName},
+		{"host=/tmp dbname=x", "/tmp", "x", AppName},
+		{"dbname=x application_name=mine", "/run/env", "x", "mine"},
+		{"postgres://u@h:5433/urldb?sslmode=disable", "h", "urldb", AppName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dbname, func(t *testing.T) {
+			cfg, err := Config(tt.dbname)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Host != tt.wantHost || cfg.Database != tt.wantDB || cfg.ApplicationName != tt.wantApp {
+				t.Fatalf("Config(%q) = host %q db %q app %q", tt.dbname, cfg.Host, cfg.Database, cfg.ApplicationName)
+			}
+		})
+	}
+	t.Setenv("PGAPPNAME", "fromenv")
+	if cfg, _ := Config(""); cfg.ApplicationName != "fromenv" {
+		t.Errorf("PGAPPNAME ignored: %q", cfg.ApplicationName)
+	}
+}
+
+func TestSlotName(t *testing.T) {
+	tests := []struct {
+		pid   int
+		label string
+		want  string
+	}{
+		{123, "nightly", "pgfbb_123_nightly"},
+		{7, "Big.Label-1", "pgfbb_7_big_label_1"},
+		{99999, strings.Repeat("x", 100), "pgfbb_99999_" + strings.Repeat("x", 51)},
+	}
+	for _, tt := range tests {
+		if got := SlotName(tt.pid, tt.label); got != tt.want {
+			t.Errorf("SlotName(%d, %q) = %q, want %q", tt.pid, tt.label, got, tt.want)
+		}
+	}
+}
+
+func connect(t *testing.T, conninfo string) *Session {
+	t.Helper()
+	cfg, err := Config(conninfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Connect(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func slotCount(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	return pgtest.QueryString(t, db, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgfbb_%'")
+}
+
+// waitGone waits until no backend named pgfbb-wrap and no pgfbb slot is left.
+func waitGone(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for i := 0; ; i++ {
+		backends := pgtest.QueryString(t, db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", AppName)
+		if backends == "0" && slotCount(t, db) == "0" {
+			return
+		}
+		if i == 100 {
+			t.Fatalf("after 10s: %s backends, %s slots left", backends, slotCount(t, db))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestSessionBackup(t *testing.T) {
+	in := pgtest.DefaultInstall(t)
+	c := pgtest.New(t, in, pgtest.Options{})
+	db := c.DB(t)
+	ctx := context.Background()
+
+	t.Run("start and stop in one session", func(t *testing.T) {
+		s := connect(t, c.ConnString("postgres"))
+		srv := s.Server()
+		if srv.Major() != in.Major || srv.SegmentSize != 16<<20 || srv.DataDirectory != c.PGData || !srv.Superuser || srv.SystemID == 0 {
+			t.Fatalf("server = %+v", srv)
+		}
+		if err := s.Preflight(); err != nil {
+			t.Fatal(err)
+		}
+		slot, err := s.CreateSlot(ctx, "it")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pgtest.QueryString(t, db, "SELECT temporary AND restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1", slot); got != "true" {
+			t.Fatalf("slot %s: temporary with reserved WAL = %q", slot, got)
+		}
+		st, err := s.Start(ctx, "it", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Exec(t, db, "CREATE TABLE t AS SELECT generate_series(1, 1000) AS i")
+		sp, err := s.Stop(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bl, err := walcollect.ParseBackupLabel(sp.Label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bl.Label != "it" || bl.StartLSN != st.LSN || bl.StartTimeline != st.Timeline || st.Timeline != 1 || sp.LSN <= st.LSN {
+			t.Fatalf("label %+v, started %+v, stopped at %s", bl, st, sp.LSN)
+		}
+		if len(sp.TablespaceMap) != 0 {
+			t.Errorf("tablespace_map %q on a cluster without tablespaces", sp.TablespaceMap)
+		}
+		if err := s.DropSlot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := slotCount(t, db); n != "0" {
+			t.Fatalf("%s slots after DropSlot", n)
+		}
+		s.Close()
+		waitGone(t, db)
+	})
+
+	t.Run("closing without stop aborts the backup and drops the slot", func(t *testing.T) {
+		s := connect(t, c.ConnString("postgres"))
+		if _, err := s.CreateSlot(ctx, "abandoned"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Start(ctx, "abandoned", true); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		waitGone(t, db)
+		// A new backup can start at once: nothing was left in backup mode.
+		s2 := connect(t, c.ConnString("postgres"))
+		if _, err := s2.Start(ctx, "next", true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s2.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("stop on a terminated session says the session is lost", func(t *testing.T) {
+		s := connect(t, c.ConnString("postgres"))
+		if _, err := s.Start(ctx, "killed", true); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Exec(t, db, "SELECT pg_terminate_backend($1)", s.Server().BackendPID)
+		_, err := s.Stop(ctx)
+		if !errors.Is(err, ErrSessionLost) {
+			t.Fatalf("Stop on a terminated session = %v, want ErrSessionLost", err)
+		}
+	})
+
+	t.Run("stop twice", func(t *testing.T) {
+		s := connect(t, c.ConnString("postgres"))
+		if _, err := s.Start(ctx, "twice", true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stop(ctx); !errors.Is(err, ErrNotInBackup) {
+			t.Fatalf("second Stop = %v, want ErrNotInBackup", err)
+		}
+	})
+
+	t.Run("role defaults cannot end the session mid-backup", func(t *testing.T) {
+		pgtest.Exec(t, db, "CREATE ROLE guarded SUPERUSER LOGIN")
+		pgtest.Exec(t, db, "ALTER ROLE guarded SET statement_timeout = '1ms'")
+		pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_session_timeout = '500ms'")
+		pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_in_transaction_session_timeout = '500ms'")
+		s := connect(t, c.ConnString("postgres")+" user=guarded")
+		// A spread checkpoint takes far longer than 1ms.
+		if _, err := s.Start(ctx, "guarded", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if _, err := s.Stop(ctx); err != nil {
+			t.Fatalf("stop after idling past idle_session_timeout: %v", err)
+		}
+	})
+}
+
+func TestPreflightPrivileges(t *testing.T) {
+	in := pgtest.DefaultInstall(t)
+	c := pgtest.New(t, in, pgtest.Options{})
+	db := c.DB(t)
+	ctx := context.Background()
+	pgtest.Exec(t, db, "CREATE ROLE weak LOGIN")
+	start, stop := functions(in.Major * 10000)
+
+	s := connect(t, c.ConnString("postgres")+" user=weak")
+	if s.Server().DataDirectory != "" {
+		t.Errorf("an unprivileged role read data_directory %q", s.Server().DataDirectory)
+	}
+	err := s.Preflight()
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Preflight for an unprivileged role = %v", err)
+	}
+	for _, want := range []string{"EXECUTE on " + start, "GRANT EXECUTE ON FUNCTION " + stop + ` TO "weak"`, `ALTER ROLE "weak" REPLICATION`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %q", err, want)
+		}
+	}
+	s.Close()
+
+	pgtest.Exec(t, db, "GRANT EXECUTE ON FUNCTION "+start+" TO weak")
+	pgtest.Exec(t, db, "GRANT EXECUTE ON FUNCTION "+stop+" TO weak")
+	pgtest.Exec(t, db, "ALTER ROLE weak REPLICATION")
+	s = connect(t, c.ConnString("postgres")+" user=weak")
+	if err := s.Preflight(); err != nil {
+		t.Fatalf("Preflight with the grants: %v", err)
+	}
+	if _, err := s.CreateSlot(ctx, "weak"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, "weak", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropSlot(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPreflightRefusesMinimalWAL(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{Conf: []string{"wal_level = minimal", "max_wal_senders = 0"}})
+	s := connect(t, c.ConnString("postgres"))
+	err := s.Preflight()
+	if err == nil || !strings.Contains(err.Error(), "wal_level is minimal") {
+		t.Fatalf("Preflight with wal_level=minimal = %v", err)
+	}
+}
