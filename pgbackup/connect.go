@@ -59,7 +59,7 @@ type Session struct {
 func Connect(ctx context.Context, cfg pq.Config) (*Session, error) {
 	connector, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("open session: %w", err)
 	}
 	connector.Dialer(keepaliveDialer{net.Dialer{KeepAliveConfig: keepalive}})
 	db := sql.OpenDB(connector)
@@ -70,7 +70,7 @@ func Connect(ctx context.Context, cfg pq.Config) (*Session, error) {
 	}
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("open session: %w", err)
 	}
 	s := &Session{db: db, conn: conn}
 	if err := s.init(ctx); err != nil {

@@ -1,0 +1,114 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// Report is what a run did, for the one report printed at its end.
+type Report struct {
+	Label    string
+	Path     string // the published backup, when the run succeeded
+	Reached  Phase  // the last phase the run entered
+	Timeline uint32
+	StartLSN walcollect.LSN
+	StopLSN  walcollect.LSN
+
+	StartedAt  time.Time // backup start returned
+	StoppedAt  time.Time // backup stop returned
+	Elapsed    time.Duration
+	Command    *walcollect.Command
+	StderrTail string
+
+	WALMode     string
+	WALFiles    int
+	StagedBytes int64
+	Notes       []string // things a DBA must know even when the run succeeded
+
+	Err error // every error of the run, nil on success
+}
+
+// BackupMode is how long the server was in backup mode.
+func (r *Report) BackupMode() time.Duration {
+	if r.StartedAt.IsZero() || r.StoppedAt.IsZero() {
+		return 0
+	}
+	return r.StoppedAt.Sub(r.StartedAt)
+}
+
+// Summary is the one line printed for a successful run.
+func (r *Report) Summary() string {
+	return fmt.Sprintf("pgfbb-wrap: backup %s complete: %s, WAL %s..%s on timeline %d, %d WAL files, %s staged, %s in backup mode, %s total",
+		r.Label, r.Path, r.StartLSN, r.StopLSN, r.Timeline, r.WALFiles, humanBytes(r.StagedBytes),
+		r.BackupMode().Round(time.Millisecond), r.Elapsed.Round(time.Millisecond))
+}
+
+// Format writes the full report: what happened, then each error with its phase.
+func (r *Report) Format(w io.Writer) {
+	status := "complete"
+	if r.Err != nil {
+		status = "FAILED, nothing was published"
+	}
+	fmt.Fprintf(w, "pgfbb-wrap: backup %s %s\n", r.Label, status)
+	line := func(k, format string, args ...any) { fmt.Fprintf(w, "  %-15s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	line("reached", "%s", r.Reached)
+	if r.StartLSN != 0 {
+		line("start", "%s on timeline %d at %s", r.StartLSN, r.Timeline, r.StartedAt.UTC().Format(time.RFC3339))
+	}
+	if r.StopLSN != 0 {
+		line("stop", "%s at %s (%s in backup mode)", r.StopLSN, r.StoppedAt.UTC().Format(time.RFC3339), r.BackupMode().Round(time.Millisecond))
+	}
+	if c := r.Command; c != nil {
+		line("command", "%s", strings.Join(c.Argv, " "))
+		line("command exit", "%d after %s", c.ExitCode, time.Duration(c.DurationSec*float64(time.Second)).Round(time.Millisecond))
+	}
+	if r.Path != "" {
+		line("staged", "%s: %d WAL files, %s", r.Path, r.WALFiles, humanBytes(r.StagedBytes))
+	}
+	line("wal", "%s", r.WALMode)
+	line("elapsed", "%s", r.Elapsed.Round(time.Millisecond))
+	for _, n := range r.Notes {
+		line("note", "%s", n)
+	}
+	if r.Err != nil {
+		errs := Errors(r.Err)
+		fmt.Fprintf(w, "  %d error(s):\n", len(errs))
+		for _, e := range errs {
+			fmt.Fprintf(w, "  - %s\n", e)
+		}
+	}
+	if tail := strings.TrimRight(r.StderrTail, "\n"); tail != "" && r.Err != nil {
+		fmt.Fprintf(w, "  command stderr (tail):\n")
+		for _, l := range strings.Split(tail, "\n") {
+			fmt.Fprintf(w, "    | %s\n", l)
+		}
+	}
+}
+
+// Errors lists the errors a run combined, or err itself.
+func Errors(err error) []error {
+	var merr *multierror.Error
+	if errors.As(err, &merr) {
+		return merr.Errors
+	}
+	return []error{err}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,397 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// WAL modes.
+const (
+	WALCopy = "copy" // stage every WAL file the restore needs
+	WALSkip = "skip" // stage label and map only: the site archives WAL itself
+)
+
+// Bounds for the database calls made after the backup started; they run on
+// a context no signal can cancel, because cancelling a query ends the session.
+const (
+	stopTimeout    = 10 * time.Minute
+	cleanupTimeout = time.Minute
+	stderrTail     = 4096
+)
+
+// Version is the tool version written into manifests.
+var Version = "dev"
+
+// Options configure one run.
+type Options struct {
+	Staging      string
+	Label        string
+	Fast         bool
+	StartTimeout time.Duration
+	Argv         []string // the snapshot command, before ${PGFBB_...} expansion
+	Timeout      time.Duration
+	Grace        time.Duration
+	DBName       string // conninfo, URL or database name; "" uses the environment
+	PGData       string // overrides the server's data_directory
+	WAL          string
+	Stdout       io.Writer // the command's output goes here
+	Stderr       io.Writer
+	Force        <-chan struct{} // closed by a second signal
+	Log          *slog.Logger
+}
+
+// DefaultLabel names a backup after its UTC start time.
+func DefaultLabel(t time.Time) string { return "pgfbb-" + t.UTC().Format("20060102T150405Z") }
+
+// Child environment variables, set for the command and expandable in its
+// arguments as ${NAME}.
+const (
+	EnvLabel    = "PGFBB_LABEL"
+	EnvStartLSN = "PGFBB_START_LSN"
+	EnvStartWAL = "PGFBB_START_WAL"
+	EnvTimeline = "PGFBB_TIMELINE"
+	EnvPGData   = "PGFBB_PGDATA"
+	EnvStaging  = "PGFBB_STAGING_DIR"
+)
+
+var childVars = []string{EnvLabel, EnvStartLSN, EnvStartWAL, EnvTimeline, EnvPGData, EnvStaging}
+
+// Validate checks options that need neither the disk nor the database.
+func (o *Options) Validate() error {
+	if o.Staging == "" {
+		return UsageError(errors.New("--staging is required"))
+	}
+	if err := walcollect.ValidateLabel(o.Label); err != nil {
+		return UsageError(err)
+	}
+	if o.WAL != WALCopy && o.WAL != WALSkip {
+		return UsageError(fmt.Errorf("--wal=%q: want copy or skip", o.WAL))
+	}
+	if len(o.Argv) == 0 {
+		return UsageError(errors.New("no snapshot command: give it after -- or with --command"))
+	}
+	names := map[string]string{}
+	for _, v := range childVars {
+		names[v] = ""
+	}
+	if _, err := runner.Expand(o.Argv, names); err != nil {
+		return UsageError(err)
+	}
+	if !strings.Contains(o.Argv[0], "${") {
+		if _, err := exec.LookPath(o.Argv[0]); err != nil {
+			return UsageError(fmt.Errorf("snapshot command: %w", err))
+		}
+	}
+	if o.StartTimeout <= 0 {
+		return UsageError(errors.New("--start-timeout must be positive"))
+	}
+	return nil
+}
+
+// run carries the state of one run between its steps.
+type run struct {
+	opts    Options
+	log     *slog.Logger
+	report  *Report
+	errs    *multierror.Error
+	staging *walcollect.Staging
+	sess    *pgbackup.Session
+	pgdata  string
+}
+
+func (r *run) fail(phase Phase, err error) {
+	if err != nil {
+		r.errs = multierror.Append(r.errs, &PhaseError{Phase: phase, Err: err})
+	}
+}
+
+func (r *run) enter(p Phase) {
+	r.report.Reached = p
+	r.log.Info("phase", "phase", p)
+}
+
+// Run performs one wrapped backup. ctx is the signal context: it interrupts
+// the start, the snapshot command and the staging, never the stop. The
+// returned report is complete whatever happened; the error combines every
+// failure of the run.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	began := time.Now()
+	r := &run{opts: opts, log: opts.Log, report: &Report{Label: opts.Label, WALMode: opts.WAL}}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.execute(ctx)
+	if intr := interruption(ctx); intr != nil && !errors.As(r.errs.ErrorOrNil(), new(*runner.Interrupted)) {
+		r.fail(r.report.Reached, intr)
+	}
+	r.report.Elapsed = time.Since(began)
+	r.report.Err = r.errs.ErrorOrNil()
+	return r.report, r.report.Err
+}
+
+func interruption(ctx context.Context) *runner.Interrupted {
+	var intr *runner.Interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		return intr
+	}
+	return nil
+}
+
+func (r *run) execute(ctx context.Context) {
+	r.enter(PhaseUsage)
+	if err := r.opts.Validate(); err != nil {
+		r.errs = multierror.Append(r.errs, err)
+		return
+	}
+	r.enter(PhaseStaging)
+	var err error
+	if r.staging, err = walcollect.Prepare(r.opts.Staging, r.opts.Label); err != nil {
+		r.fail(PhaseStaging, err)
+		return
+	}
+	defer func() {
+		if r.report.Path == "" {
+			r.fail(PhaseCleanup, r.staging.Discard())
+		}
+	}()
+
+	r.enter(PhaseConnect)
+	cfg, err := pgbackup.Config(r.opts.DBName)
+	if err != nil {
+		r.fail(PhaseUsage, err)
+		return
+	}
+	if r.sess, err = pgbackup.Connect(ctx, cfg); err != nil {
+		var pe *pgbackup.PreflightError
+		if errors.As(err, &pe) {
+			r.fail(PhasePreflight, err)
+		} else {
+			r.fail(PhaseConnect, err)
+		}
+		return
+	}
+	defer func() { r.fail(PhaseCleanup, r.sess.Close()) }()
+
+	r.enter(PhasePreflight)
+	if err := r.preflight(); err != nil {
+		r.fail(PhasePreflight, err)
+		return
+	}
+	r.backup(ctx)
+}
+
+// preflight adds the checks that need the local file system to the server's.
+func (r *run) preflight() error {
+	srv := r.sess.Server()
+	r.log.Info("connected", "version", srv.Version, "user", srv.User, "wal_level", srv.WALLevel,
+		"wal_segment_size", srv.SegmentSize, "data_directory", srv.DataDirectory)
+	var problems []string
+	if err := r.sess.Preflight(); err != nil {
+		var pe *pgbackup.PreflightError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		problems = pe.Problems
+	}
+	r.pgdata = r.opts.PGData
+	if r.pgdata == "" {
+		r.pgdata = srv.DataDirectory
+	}
+	if r.opts.WAL == WALCopy {
+		if p := r.checkWALDir(srv); p != "" {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return &pgbackup.PreflightError{Problems: problems}
+	}
+	return nil
+}
+
+func (r *run) checkWALDir(srv *pgbackup.Server) string {
+	if r.pgdata == "" {
+		return "cannot learn the data directory (the role lacks superuser or pg_read_all_settings): pass --pgdata, or --wal=skip"
+	}
+	if _, err := os.ReadDir(filepath.Join(r.pgdata, "pg_wal")); err != nil {
+		return fmt.Sprintf("WAL directory not readable for staging: %v", err)
+	}
+	id, err := walcollect.ControlSystemID(r.pgdata)
+	if err != nil {
+		return err.Error()
+	}
+	if srv.SystemID != 0 && id != srv.SystemID {
+		return fmt.Sprintf("data directory %s belongs to another cluster (system identifier %d, server has %d)", r.pgdata, id, srv.SystemID)
+	}
+	return ""
+}
+
+// backup runs from slot creation to publishing. Once the backup has started
+// it is always stopped, on a context signals cannot cancel.
+func (r *run) backup(ctx context.Context) {
+	db := context.WithoutCancel(ctx)
+	r.enter(PhaseSlot)
+	slot, err := r.sess.CreateSlot(ctx, r.opts.Label)
+	if err != nil {
+		r.fail(PhaseSlot, err)
+		return
+	}
+	r.log.Info("slot created", "slot", slot)
+	defer func() {
+		cctx, cancel := context.WithTimeout(db, cleanupTimeout)
+		defer cancel()
+		r.fail(PhaseCleanup, r.sess.DropSlot(cctx))
+	}()
+
+	r.enter(PhaseStart)
+	sctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
+	started, err := r.sess.Start(sctx, r.opts.Label, r.opts.Fast)
+	if err != nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("backup did not start within --start-timeout %s (checkpoint too slow? try --fast): %w", r.opts.StartTimeout, err)
+	}
+	cancel()
+	if err != nil {
+		// A failed or cancelled start may have ended the session; the
+		// deferred close aborts whatever the server began.
+		r.fail(PhaseStart, err)
+		return
+	}
+	r.report.StartLSN, r.report.Timeline, r.report.StartedAt = started.LSN, started.Timeline, started.At
+	r.log.Info("backup started", "lsn", started.LSN, "timeline", started.Timeline)
+
+	snapErr := r.snapshot(ctx, started)
+
+	r.enter(PhaseStop)
+	stopCtx, cancel := context.WithTimeout(db, stopTimeout)
+	stopped, err := r.sess.Stop(stopCtx)
+	cancel()
+	if err != nil {
+		r.fail(PhaseStop, err)
+		return
+	}
+	r.report.StopLSN, r.report.StoppedAt = stopped.LSN, stopped.At
+	r.log.Info("backup stopped", "lsn", stopped.LSN)
+	if snapErr != nil || ctx.Err() != nil {
+		return
+	}
+	r.stage(ctx, started, stopped)
+}
+
+func (r *run) snapshot(ctx context.Context, started *pgbackup.Started) error {
+	r.enter(PhaseSnapshot)
+	srv := r.sess.Server()
+	vars := map[string]string{
+		EnvLabel:    r.opts.Label,
+		EnvStartLSN: started.LSN.String(),
+		EnvStartWAL: walcollect.SegmentFileName(started.Timeline, walcollect.SegmentNo(started.LSN, srv.SegmentSize), srv.SegmentSize),
+		EnvTimeline: strconv.FormatUint(uint64(started.Timeline), 10),
+		EnvPGData:   r.pgdata,
+		EnvStaging:  r.opts.Staging,
+	}
+	argv, err := runner.Expand(r.opts.Argv, vars)
+	if err != nil {
+		r.fail(PhaseSnapshot, err)
+		return err
+	}
+	env := make([]string, 0, len(os.Environ())+len(vars))
+	for _, kv := range os.Environ() {
+		// The snapshot command needs no database password.
+		if !strings.HasPrefix(kv, "PGPASSWORD=") && !strings.HasPrefix(kv, "PGFBB_") {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range childVars {
+		env = append(env, k+"="+vars[k])
+	}
+	r.log.Info("running snapshot command", "argv", argv)
+	res, err := runner.Run(ctx, runner.Spec{
+		Argv: argv, Env: env, Timeout: r.opts.Timeout, Grace: r.opts.Grace,
+		Stdout: r.opts.Stdout, Stderr: r.opts.Stderr, TailBytes: stderrTail, Force: r.opts.Force,
+	})
+	r.report.Command = &walcollect.Command{Argv: argv, ExitCode: res.ExitCode, DurationSec: res.Duration.Seconds()}
+	r.report.StderrTail = res.StderrTail
+	r.fail(PhaseSnapshot, err)
+	return err
+}
+
+// stage writes label, map and WAL into the staging directory and publishes it.
+func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgbackup.Stopped) {
+	srv := r.sess.Server()
+	r.enter(PhaseCollect)
+	bl, err := walcollect.ParseBackupLabel(stopped.Label)
+	if err != nil {
+		r.fail(PhaseCollect, err)
+		return
+	}
+	if bl.StartLSN != started.LSN {
+		r.fail(PhaseCollect, fmt.Errorf("backup_label starts at %s, but the backup started at %s", bl.StartLSN, started.LSN))
+		return
+	}
+	if err := r.staging.WriteFile(walcollect.LabelFile, stopped.Label); err != nil {
+		r.fail(PhaseCollect, err)
+		return
+	}
+	if len(stopped.TablespaceMap) > 0 {
+		if err := r.staging.WriteFile(walcollect.MapFile, stopped.TablespaceMap); err != nil {
+			r.fail(PhaseCollect, err)
+			return
+		}
+	}
+	plan, err := walcollect.NewPlan(bl, started.Timeline, stopped.LSN, srv.SegmentSize, srv.SystemID)
+	if err != nil {
+		r.fail(PhaseCollect, err)
+		return
+	}
+	m := &walcollect.Manifest{
+		FormatVersion: 1, Tool: "pgfbb-wrap " + Version, Label: r.opts.Label, Status: walcollect.StatusComplete,
+		ServerVersionNum: srv.VersionNum, SystemIdentifier: strconv.FormatUint(srv.SystemID, 10),
+		Timeline: plan.Timeline, StartLSN: started.LSN, StopLSN: stopped.LSN,
+		StartWAL: walcollect.SegmentFileName(plan.Timeline, plan.FirstSegment, plan.SegmentSize),
+		StopWAL:  walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize),
+		WALSegmentSize: srv.SegmentSize, WALMode: r.opts.WAL, PGData: r.pgdata,
+		StartedAt: started.At.UTC(), StoppedAt: stopped.At.UTC(),
+		BackupModeSecs: stopped.At.Sub(started.At).Seconds(), Command: r.report.Command,
+	}
+	if r.opts.WAL == WALCopy {
+		src := walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
+		m.WALSource = "local:" + src.String()
+		if err := r.staging.StageWAL(ctx, src, plan); err != nil {
+			r.fail(PhaseCollect, err)
+			return
+		}
+	} else {
+		note := fmt.Sprintf("WAL not staged (--wal=skip): a restore needs %s..%s from your WAL archive", m.StartWAL, m.StopWAL)
+		r.report.Notes = append(r.report.Notes, note)
+		r.log.Warn(note)
+	}
+	r.enter(PhasePublish)
+	if err := ctx.Err(); err != nil {
+		r.fail(PhasePublish, context.Cause(ctx))
+		return
+	}
+	if err := r.staging.Publish(m); err != nil {
+		r.fail(PhasePublish, err)
+		return
+	}
+	r.report.Path = r.staging.Path()
+	for _, f := range r.staging.Files() {
+		r.report.StagedBytes += f.Size
+		if strings.HasPrefix(f.Path, walcollect.WALDir+"/") {
+			r.report.WALFiles++
+		}
+	}
+	r.log.Info("published", "path", r.report.Path)
+}

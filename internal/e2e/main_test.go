@@ -1,0 +1,135 @@
+// Package e2e runs the pgfbb-wrap binary against real PostgreSQL clusters and
+// real btrfs snapshots, and proves its backups by restoring them.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+var toolBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgfbb-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	toolBin = filepath.Join(dir, "pgfbb-wrap")
+	args := []string{"build", "-o", toolBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/pgfbb/pgfbb-wrap")...)
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build pgfbb-wrap: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one finished run of the tool.
+type result struct {
+	code   int
+	stderr string
+}
+
+// tool starts pgfbb-wrap with env added to ours.
+func tool(env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command(toolBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = &stderr
+	return cmd, &stderr
+}
+
+// runTool runs pgfbb-wrap to its end.
+func runTool(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd, stderr := tool(env, args...)
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		t.Fatalf("run pgfbb-wrap: %v", err)
+	}
+	t.Logf("pgfbb-wrap %s: exit %d\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), stderr)
+	return result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+}
+
+func (r result) want(t *testing.T, code int, contains ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d; stderr:\n%s", r.code, code, r.stderr)
+	}
+	for _, c := range contains {
+		if !strings.Contains(r.stderr, c) {
+			t.Errorf("stderr does not mention %q:\n%s", c, r.stderr)
+		}
+	}
+}
+
+// readManifest loads a published backup's manifest and checks that every
+// file it lists has the recorded size and checksum.
+func readManifest(t *testing.T, dir string) *walcollect.Manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, walcollect.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m walcollect.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != walcollect.StatusComplete {
+		t.Fatalf("manifest status %q", m.Status)
+	}
+	for _, f := range m.Files {
+		got, err := os.ReadFile(filepath.Join(dir, f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(got)) != f.Size || sha256hex(got) != f.SHA256 {
+			t.Errorf("%s does not match its manifest entry", f.Path)
+		}
+	}
+	return &m
+}
+
+// assertNothingPublished checks that a failed run left no backup and no
+// partial directory in the staging directory.
+func assertNothingPublished(t *testing.T, staging string) {
+	t.Helper()
+	entries, err := os.ReadDir(staging)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("failed run left %s in the staging directory", e.Name())
+	}
+}
+
+// waitFile waits for a file a test command writes.
+func waitFile(t *testing.T, path string) string {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		if data, err := os.ReadFile(path); err == nil && bytes.HasSuffix(data, []byte("\n")) {
+			return strings.TrimSpace(string(data))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never appeared", path)
+	return ""
+}

@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+func sha256hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// waitClean waits until PostgreSQL holds no pgfbb-wrap session and no slot:
+// the server must never be left in backup mode or with a leaked slot.
+func waitClean(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for i := 0; ; i++ {
+		backends := pgtest.QueryString(t, db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'")
+		slots := pgtest.QueryString(t, db, "SELECT count(*) FROM pg_replication_slots")
+		if backends == "0" && slots == "0" {
+			return
+		}
+		if i == 100 {
+			t.Fatalf("after 10s PostgreSQL still has %s pgfbb-wrap sessions and %s slots", backends, slots)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// backendRunning waits until the tool's session is connected and its slot exists.
+func backendRunning(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if pgtest.QueryString(t, db, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgfbb_%'") == "1" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the tool never created its slot")
+}
+
+func killGroup(pidFile string) {
+	if data, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func TestWrapper(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	db := c.DB(t)
+	env := c.Env()
+	work := t.TempDir()
+	staging := func(t *testing.T) string { return filepath.Join(t.TempDir(), "staging") }
+
+	t.Run("success stages label, WAL and manifest", func(t *testing.T) {
+		st := staging(t)
+		envFile := filepath.Join(work, "env")
+		r := runTool(t, append(env, "PGPASSWORD=secret"), "--staging", st, "--label", "ok1", "--fast",
+			"--command", `sh -c 'env > `+envFile+`; echo "arg=${PGFBB_LABEL}" >> `+envFile+`'`)
+		r.want(t, 0)
+		if r.stderr != "" {
+			t.Errorf("a successful run without -v printed %q", r.stderr)
+		}
+		m := readManifest(t, filepath.Join(st, "ok1"))
+		if m.Label != "ok1" || m.Timeline != 1 || m.StopLSN <= m.StartLSN || m.Command.ExitCode != 0 ||
+			m.Command.Argv[0] != "sh" || m.ServerVersionNum/10000 != c.Major || m.SystemIdentifier == "0" {
+			t.Errorf("manifest %+v", m)
+		}
+		label, _ := os.ReadFile(filepath.Join(st, "ok1", walcollect.LabelFile))
+		if !strings.Contains(string(label), "LABEL: ok1\n") {
+			t.Errorf("backup_label:\n%s", label)
+		}
+		list, _ := os.ReadFile(filepath.Join(st, "ok1", walcollect.WALListFile))
+		for _, name := range strings.Fields(string(list)) {
+			if _, err := os.Stat(filepath.Join(st, "ok1", "wal", name)); err != nil {
+				t.Errorf("wal_list names %s: %v", name, err)
+			}
+		}
+		if !strings.Contains(string(list), m.StartWAL) || !strings.Contains(string(list), m.StopWAL) {
+			t.Errorf("wal_list %q lacks %s or %s", list, m.StartWAL, m.StopWAL)
+		}
+		childEnv, _ := os.ReadFile(envFile)
+		for _, want := range []string{"PGFBB_LABEL=ok1\n", "PGFBB_TIMELINE=1\n", "PGFBB_PGDATA=" + c.PGData + "\n",
+			"PGFBB_STAGING_DIR=" + st + "\n", "PGFBB_START_LSN=" + m.StartLSN.String() + "\n",
+			"PGFBB_START_WAL=" + m.StartWAL + "\n", "arg=ok1\n"} {
+			if !strings.Contains(string(childEnv), want) {
+				t.Errorf("command environment lacks %q", want)
+			}
+		}
+		if strings.Contains(string(childEnv), "PGPASSWORD") {
+			t.Error("PGPASSWORD reached the snapshot command")
+		}
+		waitClean(t, db)
+	})
+
+	t.Run("verbose prints one summary line", func(t *testing.T) {
+		r := runTool(t, env, "--staging", staging(t), "--label", "v1", "--fast", "-v", "--", "true")
+		r.want(t, 0, "backup v1 complete")
+	})
+
+	t.Run("wal=skip stages label only and says so", func(t *testing.T) {
+		st := staging(t)
+		r := runTool(t, env, "--staging", st, "--label", "skip1", "--fast", "--wal=skip", "--", "true")
+		r.want(t, 0, "WAL not staged (--wal=skip)")
+		if _, err := os.Stat(filepath.Join(st, "skip1", "wal")); !os.IsNotExist(err) {
+			t.Errorf("--wal=skip staged WAL: %v", err)
+		}
+		if m := readManifest(t, filepath.Join(st, "skip1")); m.WALMode != "skip" {
+			t.Errorf("manifest wal_mode %q", m.WALMode)
+		}
+	})
+
+	t.Run("failed command still stops the backup", func(t *testing.T) {
+		st := staging(t)
+		r := runTool(t, env, "--staging", st, "--label", "fail1", "--fast", "--", "sh", "-c", "echo snapshot broke >&2; exit 5")
+		r.want(t, 4, "snapshot: sh: exit status 5", "stop:", "| snapshot broke", "nothing was published")
+		assertNothingPublished(t, st)
+		waitClean(t, db)
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		st := staging(t)
+		r := runTool(t, env, "--staging", st, "--label", "slow", "--fast", "--timeout", "300ms", "--", "sleep", "30")
+		r.want(t, 4, "timed out after 300ms")
+		assertNothingPublished(t, st)
+		waitClean(t, db)
+	})
+
+	t.Run("SIGTERM mid-command", func(t *testing.T) {
+		st := staging(t)
+		pidFile := filepath.Join(work, "term.pid")
+		t.Cleanup(func() { killGroup(pidFile) })
+		cmd, stderr := tool(env, "--staging", st, "--label", "term", "--fast", "--", "sh", "-c", "echo $$ > "+pidFile+"; exec sleep 60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		child := waitFile(t, pidFile+"")
+		backendRunning(t, db)
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		r := result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+		r.want(t, 143, "interrupted by SIGTERM", "stop:")
+		assertNothingPublished(t, st)
+		waitClean(t, db)
+		if _, err := os.Stat("/proc/" + child); err == nil {
+			t.Errorf("snapshot command %s survived", child)
+		}
+	})
+
+	t.Run("SIGKILL of the wrapper aborts the backup server-side", func(t *testing.T) {
+		st := staging(t)
+		pidFile := filepath.Join(work, "kill.pid")
+		t.Cleanup(func() { killGroup(pidFile) })
+		cmd, _ := tool(env, "--staging", st, "--label", "killed", "--fast", "--", "sh", "-c", "echo $$ > "+pidFile+"; exec sleep 60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFile(t, pidFile)
+		backendRunning(t, db)
+		cmd.Process.Kill()
+		cmd.Wait()
+		// The session ends with the process: the server aborts the backup
+		// and drops the temporary slot within seconds.
+		waitClean(t, db)
+		if _, err := os.Stat(filepath.Join(st, "killed")); !os.IsNotExist(err) {
+			t.Errorf("a killed run published its backup: %v", err)
+		}
+		// And the server takes a new backup at once.
+		runTool(t, env, "--staging", st, "--label", "after-kill", "--fast", "--", "true").want(t, 0)
+	})
+
+	t.Run("bad label refused before anything is touched", func(t *testing.T) {
+		st := staging(t)
+		for _, label := range []string{"../x", "", ".x", "a b", "a\nb"} {
+			// A dead PGHOST: reaching the database would exit 3, not 2.
+			r := runTool(t, []string{"PGHOST=/nonexistent"}, "--staging", st, "--label="+label, "--", "true")
+			r.want(t, 2, "invalid label")
+			if _, err := os.Stat(st); !os.IsNotExist(err) {
+				t.Errorf("label %q: staging directory created", label)
+			}
+		}
+	})
+
+	t.Run("existing label refused", func(t *testing.T) {
+		st := staging(t)
+		runTool(t, env, "--staging", st, "--label", "dup", "--fast", "--", "true").want(t, 0)
+		before, _ := os.ReadFile(filepath.Join(st, "dup", walcollect.ManifestFile))
+		marker := filepath.Join(work, "dup-ran")
+		r := runTool(t, []string{"PGHOST=/nonexistent"}, "--staging", st, "--label", "dup", "--", "touch", marker)
+		r.want(t, 2, "already exists")
+		after, _ := os.ReadFile(filepath.Join(st, "dup", walcollect.ManifestFile))
+		if string(before) != string(after) {
+			t.Error("the existing backup changed")
+		}
+		if _, err := os.Stat(marker); !os.IsNotExist(err) {
+			t.Error("the snapshot command ran")
+		}
+	})
+
+	t.Run("unusable staging refused before the database", func(t *testing.T) {
+		ro := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(ro, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro).CombinedOutput(); err != nil {
+			t.Fatalf("mount a read-only tmpfs (tests need root): %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", ro).Run() })
+		file := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(file, nil, 0o600)
+		marker := filepath.Join(work, "ro-ran")
+		for _, tt := range []struct{ staging, want string }{
+			{ro, "not writable"},
+			{filepath.Join(ro, "sub"), "read-only file system"},
+			{filepath.Join(t.TempDir(), "missing", "parent"), "no such file or directory"},
+			{file, "not a directory"},
+		} {
+			r := runTool(t, []string{"PGHOST=/nonexistent"}, "--staging", tt.staging, "--label", "x", "--", "touch", marker)
+			r.want(t, 2, "prepare-staging", tt.want)
+		}
+		if _, err := os.Stat(marker); !os.IsNotExist(err) {
+			t.Error("the snapshot command ran")
+		}
+	})
+
+	t.Run("unknown variable in the command", func(t *testing.T) {
+		runTool(t, []string{"PGHOST=/nonexistent"}, "--staging", staging(t), "--", "echo", "${PGFBB_NOPE}").
+			want(t, 2, "unknown variable ${PGFBB_NOPE}")
+	})
+
+	t.Run("missing privileges are named", func(t *testing.T) {
+		pgtest.Exec(t, db, "CREATE ROLE nobody LOGIN")
+		r := runTool(t, append(env, "PGUSER=nobody"), "--staging", staging(t), "--label", "weak", "--", "true")
+		r.want(t, 3, "preflight", "lacks EXECUTE on pg_catalog.pg_backup_start", "lacks REPLICATION", "pass --pgdata")
+		waitClean(t, db)
+	})
+
+	t.Run("pgdata of another cluster refused", func(t *testing.T) {
+		other := pgtest.New(t, c.Install, pgtest.Options{})
+		r := runTool(t, env, "--staging", staging(t), "--pgdata", other.PGData, "--", "true")
+		r.want(t, 3, "belongs to another cluster")
+	})
+}

@@ -1,0 +1,118 @@
+// Command pgfbb-wrap makes PostgreSQL file-system snapshot backups safe: it
+// holds one database session across pg_backup_start and pg_backup_stop, runs
+// the snapshot command in between, and stages backup_label, tablespace_map
+// and exactly the WAL a restore needs.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/urfave/cli/v2"
+)
+
+const exitCodes = `EXIT CODES:
+   0    success: the backup is published under STAGING/LABEL
+   1    the backup failed after it started (stop, staging, WAL); nothing was published
+   2    usage or configuration error (bad flag or label, staging unusable); nothing was touched
+   3    preflight refused (cannot connect, unsafe settings, missing privileges)
+   4    the snapshot command failed or timed out; the backup was still stopped cleanly
+   130  interrupted by SIGINT, 143 by SIGTERM: the command was signalled, the backup stopped, nothing published`
+
+func main() {
+	ctx, force, stop := runner.NotifyContext(context.Background())
+	err := newApp(force).RunContext(ctx, os.Args)
+	stop()
+	os.Exit(backup.ExitCode(err))
+}
+
+func newApp(force <-chan struct{}) *cli.App {
+	return &cli.App{
+		Name:      "pgfbb-wrap",
+		Usage:     "online file-system snapshot backups of PostgreSQL, label and WAL included",
+		UsageText: "pgfbb-wrap --staging DIR [options] -- COMMAND [ARG...]\n   pgfbb-wrap --staging DIR [options] --command 'COMMAND ARG...'",
+		Description: "Opens one database session, starts a non-exclusive backup, runs the snapshot command, stops the\n" +
+			"backup in the same session and stages backup_label, tablespace_map and the WAL the restore needs.\n" +
+			"The connection comes from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...) and --dbname.\n" +
+			"The command sees PGFBB_LABEL, PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and\n" +
+			"PGFBB_STAGING_DIR, and ${PGFBB_...} in its arguments is replaced by their values.\n\n" + exitCodes,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "staging", Usage: "publish the backup as `DIR`/LABEL (created if missing, parent must exist)", EnvVars: []string{"PGFBB_STAGING"}},
+			&cli.StringFlag{Name: "label", Usage: "backup `LABEL`, [A-Za-z0-9][A-Za-z0-9._-]{0,99} (default: pgfbb-YYYYMMDDTHHMMSSZ)"},
+			&cli.BoolFlag{Name: "fast", Usage: "start with an immediate checkpoint instead of a spread one"},
+			&cli.DurationFlag{Name: "start-timeout", Value: 23 * time.Hour, Usage: "give up (`DURATION`) when the backup has not started after this long"},
+			&cli.StringFlag{Name: "command", Usage: "snapshot command as one `STRING`, split like a shell would but run without one"},
+			&cli.DurationFlag{Name: "timeout", Usage: "stop the snapshot command after this `DURATION` (0: no limit)"},
+			&cli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "`DURATION` between SIGTERM and SIGKILL for the command's process group"},
+			&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, Usage: "conninfo string, postgres:// URL or database `NAME`"},
+			&cli.StringFlag{Name: "pgdata", Usage: "data `DIR` to read pg_wal from (default: the server's data_directory)"},
+			&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; skip: stage only label and map"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step, and a summary line on success"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return report(os.Stderr, nil, backup.UsageError(err))
+		},
+		Action: func(c *cli.Context) error {
+			opts, err := options(c, force)
+			if err != nil {
+				return report(c.App.ErrWriter, nil, err)
+			}
+			rep, err := backup.Run(c.Context, opts)
+			if err == nil && c.Bool("verbose") {
+				fmt.Fprintln(c.App.ErrWriter, rep.Summary())
+			}
+			return report(c.App.ErrWriter, rep, err)
+		},
+	}
+}
+
+func options(c *cli.Context, force <-chan struct{}) (backup.Options, error) {
+	level := slog.LevelWarn
+	if c.Bool("verbose") {
+		level = slog.LevelInfo
+	}
+	opts := backup.Options{
+		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
+		StartTimeout: c.Duration("start-timeout"), Argv: c.Args().Slice(), Timeout: c.Duration("timeout"),
+		Grace: c.Duration("kill-grace"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
+		Stdout: os.Stdout, Stderr: os.Stderr, Force: force,
+		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+	}
+	if !c.IsSet("label") {
+		opts.Label = backup.DefaultLabel(time.Now())
+	}
+	if s := c.String("command"); s != "" {
+		if len(opts.Argv) > 0 {
+			return opts, backup.UsageError(errors.New("give the snapshot command either after -- or with --command, not both"))
+		}
+		argv, err := runner.Split(s)
+		if err != nil {
+			return opts, backup.UsageError(err)
+		}
+		opts.Argv = argv
+	}
+	return opts, nil
+}
+
+// report prints a run's outcome: nothing on success, one line per error when
+// the run failed before the backup started, the full report otherwise.
+func report(w io.Writer, rep *backup.Report, err error) error {
+	switch {
+	case err == nil:
+	case rep == nil || (rep.StartLSN == 0 && rep.Command == nil):
+		for _, e := range backup.Errors(err) {
+			fmt.Fprintf(w, "pgfbb-wrap: error: %v\n", e)
+		}
+	default:
+		rep.Format(w)
+	}
+	return err
+}
