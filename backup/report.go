@@ -56,7 +56,9 @@ func (r *Report) Format(w io.Writer) {
 		status = "FAILED, nothing was published"
 	}
 	fmt.Fprintf(w, "pgfbb-wrap: backup %s %s\n", r.Label, status)
-	line := func(k, format string, args ...any) { fmt.Fprintf(w, "  %-15s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(w, "  %-15s "+format+"\n", append([]any{k + ":"}, args...)...)
+	}
 	line("reached", "%s", r.Reached)
 	if r.StartLSN != 0 {
 		line("start", "%s on timeline %d at %s", r.StartLSN, r.Timeline, r.StartedAt.UTC().Format(time.RFC3339))
