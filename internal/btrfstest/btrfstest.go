@@ -37,6 +37,10 @@ func New(t testing.TB, size int64) *FS {
 	}
 	fs := &FS{Image: filepath.Join(dir, "fs.img"), Mount: filepath.Join(dir, "mnt")}
 	t.Cleanup(func() { fs.remove(t, dir) })
+	// The server's OS user must reach data directories below the mount.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Mkdir(fs.Mount, 0o755); err != nil {
 		t.Fatal(err)
 	}

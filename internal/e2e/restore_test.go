@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/btrfstest"
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// restore turns dataDir, a writable copy of the snapshot, into a cluster that
+// recovers to the end of the staged backup, following the README: label and
+// map in place, no postmaster.pid, pg_wal emptied and (withWAL) refilled from
+// the staged WAL, recovery.signal and recovery_target = 'immediate'.
+func restore(t *testing.T, dataDir, staged string, withWAL bool) {
+	t.Helper()
+	for _, f := range []string{"postmaster.pid", "postmaster.opts"} {
+		os.Remove(filepath.Join(dataDir, f))
+	}
+	for _, f := range []string{walcollect.LabelFile, walcollect.MapFile} {
+		if _, err := os.Stat(filepath.Join(staged, f)); err == nil {
+			copyFile(t, filepath.Join(staged, f), filepath.Join(dataDir, f))
+		}
+	}
+	walDir := filepath.Join(dataDir, "pg_wal")
+	entries, err := os.ReadDir(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "archive_status" {
+			os.RemoveAll(filepath.Join(walDir, e.Name()))
+		}
+	}
+	status, _ := os.ReadDir(filepath.Join(walDir, "archive_status"))
+	for _, e := range status {
+		os.Remove(filepath.Join(walDir, "archive_status", e.Name()))
+	}
+	if withWAL {
+		list, err := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range strings.Fields(string(list)) {
+			copyFile(t, filepath.Join(staged, walcollect.WALDir, name), filepath.Join(walDir, name))
+		}
+	}
+	writeOwned(t, filepath.Join(dataDir, "recovery.signal"), "")
+	conf, err := os.OpenFile(filepath.Join(dataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The WAL is in pg_wal already; PostgreSQL 12+ insists on a restore_command.
+	conf.WriteString("restore_command = 'false'\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n")
+	conf.Close()
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, dst)
+}
+
+func writeOwned(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, path)
+}
+
+// load runs pgbench against c until the returned stop is called.
+func load(t *testing.T, c *pgtest.Cluster) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(c.ClientBin(t, "pgbench"), "-n", "-c", "2", "-T", "600", "postgres")
+	cmd.Env = append(os.Environ(), c.Env()...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// switchWAL forces segment switches while pgbench writes, so that the backup
+// spans several segments whatever the machine's speed.
+func switchWAL(t *testing.T, c *pgtest.Cluster) (stop func()) {
+	db := c.DB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			db.ExecContext(ctx, "SELECT pg_switch_wal()")
+			select {
+			case <-ctx.Done():
+			case <-time.After(400 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func TestEndToEndRestore(t *testing.T) {
+	in := pgtest.DefaultInstall(t)
+	fs := btrfstest.New(t, 1<<30)
+	pgdata := fs.Subvolume(t, "pgdata")
+	pgtest.Chown(t, pgdata)
+	snaps := filepath.Join(fs.Mount, "snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := pgtest.New(t, in, pgtest.Options{PGData: pgdata})
+	db := c.DB(t)
+	const scale = 3
+	c.Client(t, "pgbench", "-i", "-q", "-s", "3", "postgres")
+	pgtest.Exec(t, db, "CREATE TABLE marker (phase text PRIMARY KEY)")
+	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('before')")
+
+	stopLoad := load(t, c)
+	stopSwitch := switchWAL(t, c)
+	time.Sleep(time.Second) // pgbench is writing before the backup starts
+	staging := filepath.Join(t.TempDir(), "staging")
+	r := runTool(t, c.Env(), "--staging", staging, "--label", "e2e", "--fast", "--",
+		"sh", "-c", `btrfs subvolume snapshot -r "$PGFBB_PGDATA" `+snaps+`/${PGFBB_LABEL} && sleep 4`)
+	stopSwitch()
+	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('after')")
+	stopLoad()
+	r.want(t, 0)
+
+	staged := filepath.Join(staging, "e2e")
+	m := readManifest(t, staged)
+	list, _ := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
+	var segments int
+	for _, name := range strings.Fields(string(list)) {
+		if len(name) == 24 {
+			segments++
+		}
+	}
+	if segments < 3 {
+		t.Fatalf("staged %d segments (%s..%s), want the backup to span several", segments, m.StartWAL, m.StopWAL)
+	}
+	t.Logf("staged %d segments %s..%s, %.1fs in backup mode", segments, m.StartWAL, m.StopWAL, m.BackupModeSecs)
+	snapshot := filepath.Join(snaps, "e2e")
+
+	t.Run("restore with the staged WAL", func(t *testing.T) {
+		dir := filepath.Join(fs.Mount, "restore")
+		btrfstest.Snapshot(t, snapshot, dir, false)
+		restore(t, dir, staged, true)
+		rc := pgtest.Existing(t, in, dir)
+		rc.Start(t)
+		rdb := rc.DB(t)
+		for i := 0; pgtest.QueryString(t, rdb, "SELECT pg_is_in_recovery()") == "true"; i++ {
+			if i == 600 {
+				t.Fatal("restored cluster still in recovery after 60s")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		log := rc.LogTail(1 << 20)
+		for _, want := range []string{"starting backup recovery", "consistent recovery state reached", "recovery stopping after reaching consistency"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("server log lacks %q", want)
+			}
+		}
+		if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker"); got != "before" {
+			t.Errorf("marker rows %q: want the row committed before the backup and not the one after", got)
+		}
+		if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != "300000" {
+			t.Errorf("pgbench_accounts has %s rows, want %d", got, scale*100000)
+		}
+		out := rc.Client(t, "pg_amcheck", "--all", "--heapallindexed", "--install-missing", "--progress")
+		t.Logf("pg_amcheck: %s", out)
+	})
+
+	t.Run("control: the same restore without the staged WAL fails", func(t *testing.T) {
+		dir := filepath.Join(fs.Mount, "nowal")
+		btrfstest.Snapshot(t, snapshot, dir, false)
+		restore(t, dir, staged, false)
+		rc := pgtest.Existing(t, in, dir)
+		if err := rc.TryStart(t); err == nil {
+			t.Fatal("a restore without the staged WAL started: the test proves nothing")
+		}
+		if log := rc.LogTail(8000); !strings.Contains(log, "checkpoint record") {
+			t.Errorf("server refused to start for another reason:\n%s", log)
+		}
+	})
+}
