@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need when it is missing: PostgreSQL
+# (server, client, pgbench, pg_amcheck), btrfs-progs and util-linux (runuser).
+# Needs root for apt-get; does nothing when everything is there.
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need+=(postgresql-client)
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v runuser >/dev/null || need+=(util-linux)
+
+if ((${#need[@]})); then
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing packages: ${need[*]}: run as root, or install them yourself" >&2
+		exit 1
+	fi
+	# The tests make their own clusters: no need for Debian's default one.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+	fi
+	echo "installing ${need[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "go not found: install Go 1.26 or later (https://go.dev/doc/install)" >&2; exit 1; }
