@@ -1,0 +1,105 @@
+package backup
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+func TestReportFormat(t *testing.T) {
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	failed := &Report{
+		Label: "nightly", Reached: PhaseStop, Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000138,
+		StartedAt: at, StoppedAt: at.Add(2500 * time.Millisecond), Elapsed: 3 * time.Second,
+		Command:    &walcollect.Command{Argv: []string{"lvcreate", "--snapshot", "x"}, ExitCode: 5, DurationSec: 2.25},
+		StderrTail: "  Volume group \"vg0\" has insufficient free space\n",
+		WALMode:    WALCopy,
+		Err: multierror.Append(&PhaseError{Phase: PhaseSnapshot, Err: errors.New("lvcreate: exit status 5")},
+			&PhaseError{Phase: PhaseStop, Err: errors.New("stop backup: database session lost")}),
+	}
+	want := `pgfbb-wrap: backup nightly FAILED, nothing was published
+  reached:        stop
+  start:          0/3000028 on timeline 1 at 2026-11-25T08:00:00Z
+  stop:           0/3000138 at 2026-11-25T08:00:02Z (2.5s in backup mode)
+  command:        lvcreate --snapshot x
+  command exit:   5 after 2.25s
+  wal:            copy
+  elapsed:        3s
+  2 error(s):
+  - snapshot: lvcreate: exit status 5
+  - stop: stop backup: database session lost
+  command stderr (tail):
+    |   Volume group "vg0" has insufficient free space
+`
+	var b strings.Builder
+	failed.Format(&b)
+	if b.String() != want {
+		t.Errorf("Format:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	ok := &Report{Label: "nightly", Path: "/var/backups/pg/nightly", Reached: PhasePublish, Timeline: 1,
+		StartLSN: 0x3000028, StopLSN: 0x5000100, StartedAt: at, StoppedAt: at.Add(4 * time.Second),
+		Elapsed: 5 * time.Second, WALFiles: 4, StagedBytes: 3*16<<20 + 4096, WALMode: WALCopy}
+	wantSummary := "pgfbb-wrap: backup nightly complete: /var/backups/pg/nightly, WAL 0/3000028..0/5000100 on timeline 1, " +
+		"4 WAL files, 48.0 MiB staged, 4s in backup mode, 5s total"
+	if got := ok.Summary(); got != wantSummary {
+		t.Errorf("Summary:\n%s\nwant:\n%s", got, wantSummary)
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 16 << 20: "16.0 MiB", 3 << 30: "3.0 GiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	base := Options{Staging: "/x", Label: "l", WAL: WALCopy, Argv: []string{"true"}, StartTimeout: time.Hour}
+	tests := []struct {
+		name   string
+		modify func(*Options)
+		want   string
+	}{
+		{"ok", func(*Options) {}, ""},
+		{"no staging", func(o *Options) { o.Staging = "" }, "--staging is required"},
+		{"bad label", func(o *Options) { o.Label = "a/b" }, "invalid label"},
+		{"bad wal", func(o *Options) { o.WAL = "archive" }, "want copy or skip"},
+		{"no command", func(o *Options) { o.Argv = nil }, "no snapshot command"},
+		{"unknown var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_X}"} }, "unknown variable"},
+		{"known var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_START_WAL}"} }, ""},
+		{"not found", func(o *Options) { o.Argv = []string{"no-such-snapshot-tool"} }, "executable file not found"},
+		{"start timeout", func(o *Options) { o.StartTimeout = 0 }, "--start-timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := base
+			tt.modify(&o)
+			err := o.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || ExitCode(err) != ExitUsage {
+				t.Fatalf("Validate = %v (exit %d), want a usage error containing %q", err, ExitCode(err), tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultLabel(t *testing.T) {
+	at := time.Date(2026, 11, 25, 8, 1, 2, 0, time.FixedZone("CET", 3600))
+	if got := DefaultLabel(at); got != "pgfbb-20261125T070102Z" {
+		t.Fatalf("DefaultLabel = %q", got)
+	}
+	if err := walcollect.ValidateLabel(DefaultLabel(at)); err != nil {
+		t.Fatal(err)
+	}
+}
