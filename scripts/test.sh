@@ -17,5 +17,8 @@ if [ -n "$unformatted" ]; then
 	echo "$unformatted" >&2
 	exit 1
 fi
+for script in scripts/*.sh examples/*.sh; do
+	bash -n "$script"
+done
 go vet ./...
 go test -race -count=1 -timeout 40m ./...
