@@ -1,6 +1,7 @@
 package walcollect
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -155,5 +156,39 @@ func TestHistoryFileNames(t *testing.T) {
 	}
 	if got := BackupHistoryFileName(2, 0x1_00100060, mb); got != "000000020000000100000001.00000060.backup" {
 		t.Errorf("BackupHistoryFileName = %s", got)
+	}
+}
+
+// TestSegmentBoundariesAllSizes walks every segment size PostgreSQL allows
+// across a segment boundary and across the 4 GiB "log id" boundary.
+func TestSegmentBoundariesAllSizes(t *testing.T) {
+	for size := uint64(mb); size <= gb; size *= 2 {
+		perID := uint64(1<<32) / size
+		for _, boundary := range []LSN{LSN(5 * size), LSN(1 << 32), LSN(3<<32 + 2*size)} {
+			before, at := SegmentNo(boundary-1, size), SegmentNo(boundary, size)
+			if at != before+1 || uint64(boundary)%size != 0 {
+				t.Fatalf("size %d: %s is not the first byte of a segment", size, boundary)
+			}
+			got, err := RequiredSegments(1, boundary-1, boundary+1, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{SegmentFileName(1, before, size), SegmentFileName(1, at, size)}
+			if !slices.Equal(got, want) {
+				t.Fatalf("size %d around %s: %v, want %v", size, boundary, got, want)
+			}
+			// A stop exactly on the boundary does not need the next segment.
+			got, _ = RequiredSegments(1, boundary-1, boundary, size)
+			if len(got) != 1 || got[0] != want[0] {
+				t.Fatalf("size %d, stop on %s: %v", size, boundary, got)
+			}
+		}
+		// The last segment of a log id and the first of the next.
+		if got := SegmentFileName(1, perID-1, size); got != fmt.Sprintf("0000000100000000%08X", perID-1) {
+			t.Errorf("size %d: last segment of log 0 is %s", size, got)
+		}
+		if got := SegmentFileName(1, perID, size); got != "000000010000000100000000" {
+			t.Errorf("size %d: first segment of log 1 is %s", size, got)
+		}
 	}
 }

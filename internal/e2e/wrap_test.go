@@ -140,26 +140,32 @@ func TestWrapper(t *testing.T) {
 		waitClean(t, db)
 	})
 
-	t.Run("SIGTERM mid-command", func(t *testing.T) {
-		st := staging(t)
-		pidFile := filepath.Join(work, "term.pid")
-		t.Cleanup(func() { killGroup(pidFile) })
-		cmd, stderr := tool(env, "--staging", st, "--label", "term", "--fast", "--", "sh", "-c", "echo $$ > "+pidFile+"; exec sleep 60")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		child := waitFile(t, pidFile+"")
-		backendRunning(t, db)
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		r := result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
-		r.want(t, 143, "interrupted by SIGTERM", "stop:")
-		assertNothingPublished(t, st)
-		waitClean(t, db)
-		if _, err := os.Stat("/proc/" + child); err == nil {
-			t.Errorf("snapshot command %s survived", child)
-		}
-	})
+	for _, sig := range []struct {
+		signal syscall.Signal
+		name   string
+		code   int
+	}{{syscall.SIGINT, "SIGINT", 130}, {syscall.SIGTERM, "SIGTERM", 143}} {
+		t.Run(sig.name+" mid-command", func(t *testing.T) {
+			st := staging(t)
+			pidFile := filepath.Join(work, sig.name+".pid")
+			t.Cleanup(func() { killGroup(pidFile) })
+			cmd, stderr := tool(env, "--staging", st, "--label", "sig", "--fast", "--", "sh", "-c", "echo $$ > "+pidFile+"; exec sleep 60")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			child := waitFile(t, pidFile)
+			backendRunning(t, db)
+			cmd.Process.Signal(sig.signal)
+			cmd.Wait()
+			r := result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+			r.want(t, sig.code, "interrupted by "+sig.name, "stop:", "killed by "+sig.name)
+			assertNothingPublished(t, st)
+			waitClean(t, db)
+			if _, err := os.Stat("/proc/" + child); err == nil {
+				t.Errorf("snapshot command %s survived", child)
+			}
+		})
+	}
 
 	t.Run("SIGKILL of the wrapper aborts the backup server-side", func(t *testing.T) {
 		st := staging(t)
@@ -249,9 +255,61 @@ func TestWrapper(t *testing.T) {
 		waitClean(t, db)
 	})
 
+	t.Run("unreadable pg_wal refused", func(t *testing.T) {
+		r := runTool(t, env, "--staging", staging(t), "--pgdata", t.TempDir(), "--", "true")
+		r.want(t, 3, "WAL directory not readable for staging")
+	})
+
+	t.Run("tablespace_map staged as returned", func(t *testing.T) {
+		loc := pgtest.TempDir(t)
+		pgtest.Exec(t, db, "CREATE TABLESPACE ts1 LOCATION '"+loc+"'")
+		t.Cleanup(func() { pgtest.Exec(t, db, "DROP TABLESPACE ts1") })
+		st := staging(t)
+		runTool(t, env, "--staging", st, "--label", "ts", "--fast", "--", "true").want(t, 0)
+		oid := pgtest.QueryString(t, db, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+		got, err := os.ReadFile(filepath.Join(st, "ts", walcollect.MapFile))
+		if err != nil || string(got) != oid+" "+loc+"\n" {
+			t.Fatalf("tablespace_map %q, %v; want %q", got, err, oid+" "+loc+"\n")
+		}
+		m := readManifest(t, filepath.Join(st, "ts"))
+		if !slicesContainsPath(m.Files, walcollect.MapFile) {
+			t.Errorf("manifest does not list tablespace_map: %+v", m.Files)
+		}
+	})
+
 	t.Run("pgdata of another cluster refused", func(t *testing.T) {
 		other := pgtest.New(t, c.Install, pgtest.Options{})
 		r := runTool(t, env, "--staging", staging(t), "--pgdata", other.PGData, "--", "true")
 		r.want(t, 3, "belongs to another cluster")
 	})
+}
+
+func slicesContainsPath(files []walcollect.File, path string) bool {
+	for _, f := range files {
+		if f.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+func TestStartTimeout(t *testing.T) {
+	// A spread checkpoint over many dirty buffers takes minutes with the
+	// default checkpoint_timeout; --start-timeout must end the wait.
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{Conf: []string{"checkpoint_timeout = 1h"}})
+	db := c.DB(t)
+	pgtest.Exec(t, db, "CREATE TABLE dirty AS SELECT generate_series(1, 300000) AS i")
+	st := filepath.Join(t.TempDir(), "staging")
+	marker := filepath.Join(t.TempDir(), "ran")
+	start := time.Now()
+	r := runTool(t, c.Env(), "--staging", st, "--start-timeout", "1s", "--", "touch", marker)
+	r.want(t, 1, "start:", "did not start within --start-timeout 1s")
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the start took %s despite --start-timeout 1s", d)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Error("the snapshot command ran although the backup never started")
+	}
+	assertNothingPublished(t, st)
+	waitClean(t, db)
 }
