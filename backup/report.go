@@ -93,13 +93,31 @@ func (r *Report) Format(w io.Writer) {
 	}
 }
 
-// Errors lists the errors a run combined, or err itself.
+// Errors lists the errors a run combined, one per line of a report: an error
+// that itself combines several (every missing WAL segment, say) is split, each
+// part keeping its phase.
 func Errors(err error) []error {
+	var out []error
 	var merr *multierror.Error
-	if errors.As(err, &merr) {
-		return merr.Errors
+	if !errors.As(err, &merr) {
+		return []error{err}
 	}
-	return []error{err}
+	for _, e := range merr.Errors {
+		var pe *PhaseError
+		if errors.As(e, &pe) {
+			inner, ok := pe.Err.(*multierror.Error)
+			if !ok {
+				out = append(out, e)
+				continue
+			}
+			for _, part := range inner.Errors {
+				out = append(out, &PhaseError{Phase: pe.Phase, Err: part})
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func humanBytes(n int64) string {

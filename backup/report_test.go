@@ -2,6 +2,7 @@ package backup
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,23 @@ func TestDefaultLabel(t *testing.T) {
 	}
 	if err := walcollect.ValidateLabel(DefaultLabel(at)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestErrorsSplitsCombinedPhaseErrors(t *testing.T) {
+	wal := multierror.Append(errors.New("WAL file A: missing"), errors.New("WAL file B: short"))
+	err := multierror.Append(&PhaseError{Phase: PhaseSnapshot, Err: errors.New("exit status 1")},
+		&PhaseError{Phase: PhaseCollect, Err: wal},
+		&PhaseError{Phase: PhaseStop, Err: fmt.Errorf("context: %w", multierror.Append(errors.New("kept whole")))})
+	var got []string
+	for _, e := range Errors(err) {
+		got = append(got, e.Error())
+	}
+	want := []string{"snapshot: exit status 1", "collect-wal: WAL file A: missing", "collect-wal: WAL file B: short"}
+	if len(got) != 4 || strings.Join(got[:3], "|") != strings.Join(want, "|") || !strings.HasPrefix(got[3], "stop: context: ") {
+		t.Fatalf("Errors = %q", got)
+	}
+	if got := Errors(errors.New("single")); len(got) != 1 {
+		t.Fatalf("Errors(single) = %v", got)
 	}
 }

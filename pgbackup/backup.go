@@ -59,19 +59,20 @@ func SlotName(pid int, label string) string {
 func (s *Session) CreateSlot(ctx context.Context, label string) (string, error) {
 	name := SlotName(s.server.BackendPID, label)
 	if _, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_create_physical_replication_slot($1, true, true)", name); err != nil {
-		return "", fmt.Errorf("create slot %s: %w", name, classify(err))
+		return "", fmt.Errorf("create slot %s: %w", name, s.classify(ctx, err))
 	}
 	s.slot = name
 	return name, nil
 }
 
-// DropSlot drops the slot CreateSlot made, if any.
+// DropSlot drops the slot CreateSlot made, if any. On a lost session there
+// is nothing to do: the server dropped the temporary slot with the session.
 func (s *Session) DropSlot(ctx context.Context) error {
-	if s.slot == "" {
+	if s.slot == "" || s.lost {
 		return nil
 	}
 	if _, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", s.slot); err != nil {
-		return fmt.Errorf("drop slot %s: %w", s.slot, classify(err))
+		return fmt.Errorf("drop slot %s: %w", s.slot, s.classify(ctx, err))
 	}
 	s.slot = ""
 	return nil
@@ -88,7 +89,7 @@ func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started,
 	}
 	var lsn string
 	if err := s.conn.QueryRowContext(ctx, q, label, fast).Scan(&lsn); err != nil {
-		return nil, fmt.Errorf("start backup: %w", classify(err))
+		return nil, fmt.Errorf("start backup: %w", s.classify(ctx, err))
 	}
 	st := &Started{At: time.Now()}
 	var err error
@@ -97,7 +98,7 @@ func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started,
 	}
 	// The checkpoint the backup started from is on the current timeline.
 	if err := s.conn.QueryRowContext(ctx, "SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()").Scan(&st.Timeline); err != nil {
-		return nil, fmt.Errorf("read timeline: %w", classify(err))
+		return nil, fmt.Errorf("read timeline: %w", s.classify(ctx, err))
 	}
 	return st, nil
 }
@@ -113,7 +114,7 @@ func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
 	var lsn string
 	var label, spcmap sql.NullString
 	if err := s.conn.QueryRowContext(ctx, q).Scan(&lsn, &label, &spcmap); err != nil {
-		return nil, fmt.Errorf("stop backup: %w", classify(err))
+		return nil, fmt.Errorf("stop backup: %w", s.classify(ctx, err))
 	}
 	st := &Stopped{At: time.Now(), Label: []byte(label.String), TablespaceMap: []byte(spcmap.String)}
 	var err error
@@ -126,10 +127,15 @@ func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
 	return st, nil
 }
 
-// classify adds the meaning of errors a DBA must act on differently.
-func classify(err error) error {
+// classify adds the meaning of errors a DBA must act on differently, and
+// notes when the session is gone: lib/pq closes a connection whose query was
+// cancelled, and the server ends the backup with it.
+func (s *Session) classify(ctx context.Context, err error) error {
 	var netErr net.Error
 	switch {
+	case ctx.Err() != nil:
+		s.lost = true
+		return err
 	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil:
 		return fmt.Errorf("%w: %w", ErrNotInBackup, err)
 	case pq.As(err, pqerror.UndefinedFunction) != nil:
@@ -139,6 +145,7 @@ func classify(err error) error {
 	case pq.As(err, pqerror.AdminShutdown, pqerror.CrashShutdown) != nil,
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, sql.ErrConnDone), errors.As(err, &netErr):
+		s.lost = true
 		return fmt.Errorf("%w: %w", ErrSessionLost, err)
 	}
 	return err

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
 	"github.com/lib/pq"
 )
 
@@ -51,6 +50,7 @@ type Session struct {
 	conn   *sql.Conn
 	server *Server
 	slot   string
+	lost   bool // the connection broke or a query was cancelled: the server ended the backup
 }
 
 // Connect opens the session, makes it immune to role and database defaults
@@ -74,7 +74,9 @@ func Connect(ctx context.Context, cfg pq.Config) (*Session, error) {
 	}
 	s := &Session{db: db, conn: conn}
 	if err := s.init(ctx); err != nil {
-		return nil, multierror.Append(err, s.Close()).ErrorOrNil()
+		s.lost = true // nothing was started; only the first error matters
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -112,9 +114,17 @@ func (s *Session) init(ctx context.Context) error {
 func (s *Session) Server() *Server { return s.server }
 
 // Close ends the session. Closing without Stop aborts a running backup; the
-// server drops the temporary slot either way.
+// server drops the temporary slot either way. A session already lost was
+// reported where it broke, so closing it is no further error.
 func (s *Session) Close() error {
-	return multierror.Append(nil, s.conn.Close(), s.db.Close()).ErrorOrNil()
+	err := s.conn.Close()
+	if s.lost {
+		err = nil
+	}
+	if dbErr := s.db.Close(); err == nil {
+		err = dbErr
+	}
+	return err
 }
 
 type keepaliveDialer struct{ d net.Dialer }
