@@ -87,7 +87,7 @@ func TestRunTimeoutKillsGroupAfterGrace(t *testing.T) {
 	// its background child must die too.
 	script := `trap '' TERM; sleep 60 & echo $! > ` + grandchild + `; echo $$ > ` + child + `; while :; do sleep 0.05; done`
 	start := time.Now()
-	res, err := Run(context.Background(), Spec{Argv: sh(script), Timeout: 300 * time.Millisecond, Grace: 300 * time.Millisecond})
+	res, err := Run(context.Background(), Spec{Argv: sh(script), Timeout: time.Second, Grace: 300 * time.Millisecond})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("error %v does not wrap ErrTimeout", err)
 	}
@@ -137,12 +137,22 @@ func TestRunForwardsInterrupt(t *testing.T) {
 }
 
 func TestRunForceKills(t *testing.T) {
+	ready := filepath.Join(t.TempDir(), "ready")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	force := make(chan struct{})
-	cancel(&Interrupted{Signal: syscall.SIGTERM})
-	close(force)
+	go func() {
+		// Only once the trap is set does SIGTERM stop nothing.
+		for {
+			if _, err := os.Stat(ready); err == nil {
+				cancel(&Interrupted{Signal: syscall.SIGTERM})
+				close(force)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
 	start := time.Now()
-	_, err := Run(ctx, Spec{Argv: sh("trap '' TERM; while :; do sleep 0.05; done"), Grace: time.Hour, Force: force})
+	_, err := Run(ctx, Spec{Argv: sh("trap '' TERM; touch " + ready + "; while :; do sleep 0.05; done"), Grace: time.Hour, Force: force})
 	if err == nil || !strings.Contains(err.Error(), "killed by SIGKILL") {
 		t.Fatalf("error = %v", err)
 	}

@@ -34,7 +34,7 @@ step "build pgfbb-wrap"
 go build -o "$WORK/pgfbb-wrap" .
 
 step "btrfs on a loop device, PGDATA on a subvolume"
-truncate -s 1G "$WORK/fs.img"
+truncate -s 4G "$WORK/fs.img"
 mkfs.btrfs -q "$WORK/fs.img" >/dev/null 2>&1
 mkdir "$MNT" "$SOCK"
 mount -o loop "$WORK/fs.img" "$MNT"

@@ -132,7 +132,7 @@ func switchWAL(t *testing.T, c *pgtest.Cluster) (stop func()) {
 
 func TestEndToEndRestore(t *testing.T) {
 	in := pgtest.DefaultInstall(t)
-	fs := btrfstest.New(t, 1<<30)
+	fs := btrfstest.New(t, 4<<30) // sparse; small btrfs file systems run out of metadata space early
 	pgdata := fs.Subvolume(t, "pgdata")
 	pgtest.Chown(t, pgdata)
 	snaps := filepath.Join(fs.Mount, "snaps")
