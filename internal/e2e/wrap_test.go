@@ -132,6 +132,26 @@ func TestWrapper(t *testing.T) {
 		waitClean(t, db)
 	})
 
+	t.Run("snapshot and stop both fail: both reported", func(t *testing.T) {
+		st := staging(t)
+		psql := c.ClientBin(t, "psql")
+		kill := psql + ` -Atc "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'"; exit 3`
+		r := runTool(t, env, "--staging", st, "--label", "lost", "--fast", "--", "sh", "-c", kill)
+		r.want(t, 1, "snapshot: sh: exit status 3", "stop: stop backup: database session lost", "2 error(s)")
+		assertNothingPublished(t, st)
+		waitClean(t, db)
+	})
+
+	t.Run("a WAL segment gone before staging fails the run", func(t *testing.T) {
+		st := staging(t)
+		// Switch first: the server re-creates the segment it is writing.
+		rm := c.ClientBin(t, "psql") + ` -Atc "SELECT pg_switch_wal()" && rm "$PGFBB_PGDATA/pg_wal/$PGFBB_START_WAL"`
+		r := runTool(t, env, "--staging", st, "--label", "nowal", "--fast", "--", "sh", "-c", rm)
+		r.want(t, 1, "collect-wal: WAL file 0000000", "no such file or directory")
+		assertNothingPublished(t, st)
+		waitClean(t, db)
+	})
+
 	t.Run("timeout", func(t *testing.T) {
 		st := staging(t)
 		r := runTool(t, env, "--staging", st, "--label", "slow", "--fast", "--timeout", "300ms", "--", "sleep", "30")
