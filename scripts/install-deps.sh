@@ -9,6 +9,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need+=(postgresql-client)
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 command -v runuser >/dev/null || need+=(util-linux)
+command -v npm >/dev/null || need+=(npm) # fetches the other PostgreSQL majors for the test matrix
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then

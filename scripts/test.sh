@@ -21,4 +21,18 @@ for script in scripts/*.sh examples/*.sh; do
 	bash -n "$script"
 done
 go vet ./...
-go test -race -count=1 -timeout 40m ./...
+
+# The version matrix: every supported major (fetched once into a cache
+# outside the repository), plus 1 MB and 64 MB WAL segments. Narrow it with
+# e.g. PGFBB_TEST_PG=10,15,18; unset in the environment of a plain go test,
+# the tests use the system's PostgreSQL alone.
+export PGFBB_TEST_PG=${PGFBB_TEST_PG:-all}
+export PGFBB_TEST_REPORT=${PGFBB_TEST_REPORT:-$(mktemp)}
+status=0
+go test -race -count=1 -timeout 40m ./... || status=$?
+if [ -s "$PGFBB_TEST_REPORT" ]; then
+	echo
+	echo "end-to-end restore matrix (PGFBB_TEST_PG=$PGFBB_TEST_PG):"
+	cat "$PGFBB_TEST_REPORT"
+fi
+exit "$status"

@@ -14,7 +14,7 @@ type BackupLabel struct {
 	StartWALFile  string
 	Checkpoint    LSN
 	Method        string
-	From          string // "primary" (15+: also on 10-14 "master") or "standby"
+	From          string // "master" (10-13), "primary" (14+) or "standby"
 	StartTime     string
 	Label         string
 	StartTimeline uint32

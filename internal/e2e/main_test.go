@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	printMatrix()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -132,4 +133,26 @@ func waitFile(t *testing.T, path string) string {
 	}
 	t.Fatalf("%s never appeared", path)
 	return ""
+}
+
+// printMatrix prints the per-version results of the end-to-end restore test,
+// to PGFBB_TEST_REPORT when set (go test hides a passing package's output).
+func printMatrix() {
+	if len(matrixResults) == 0 {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-14s %-8s %-10s %s\n", "server", "segment", "WAL files", "restore")
+	for _, r := range matrixResults {
+		ok := "FAILED"
+		if r.restored {
+			ok = "ok"
+		}
+		fmt.Fprintf(&b, "%-14s %-8s %-10d %s\n", r.target, r.segSize, r.walFiles, ok)
+	}
+	if path := os.Getenv("PGFBB_TEST_REPORT"); path != "" {
+		os.WriteFile(path, []byte(b.String()), 0o644)
+		return
+	}
+	fmt.Print("\n" + b.String())
 }

@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// TestPrivilegesAcrossVersions proves, per major, that a role granted only
+// what the README lists can take a backup, and that a role without the grants
+// is refused with exit 3 and told which grants it lacks.
+func TestPrivilegesAcrossVersions(t *testing.T) {
+	for _, tg := range pgtest.Matrix(t) {
+		if tg.WALSegSizeMB != 0 {
+			continue // the segment size changes nothing about privileges
+		}
+		t.Run(tg.Name(), func(t *testing.T) {
+			c := pgtest.New(t, tg.Install, pgtest.Options{})
+			db := c.DB(t)
+			start, stop := "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
+			if tg.Major < 15 {
+				start, stop = "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
+			}
+
+			pgtest.Exec(t, db, "CREATE ROLE nobody LOGIN")
+			r := runTool(t, append(c.Env(), "PGUSER=nobody"), "--staging", filepath.Join(t.TempDir(), "s"), "--", "true")
+			r.want(t, 3, "lacks EXECUTE on "+start, "GRANT EXECUTE ON FUNCTION "+stop, "lacks REPLICATION")
+			waitClean(t, db)
+
+			for _, q := range []string{
+				"CREATE ROLE backup LOGIN REPLICATION",
+				"GRANT EXECUTE ON FUNCTION " + start + " TO backup",
+				"GRANT EXECUTE ON FUNCTION " + stop + " TO backup",
+				"GRANT pg_read_all_settings TO backup",
+			} {
+				pgtest.Exec(t, db, q)
+			}
+			st := filepath.Join(t.TempDir(), "s")
+			runTool(t, append(c.Env(), "PGUSER=backup"), "--staging", st, "--label", "granted", "--fast", "--", "true").want(t, 0)
+			m := readManifest(t, filepath.Join(st, "granted"))
+			label, err := os.ReadFile(filepath.Join(st, "granted", walcollect.LabelFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bl, err := walcollect.ParseBackupLabel(label)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bl.StartLSN != m.StartLSN || bl.StartTimeline != 1 || bl.Label != "granted" {
+				t.Errorf("label %+v does not match manifest %+v", bl, m)
+			}
+			wantFrom := "primary"
+			if tg.Major < 14 {
+				wantFrom = "master"
+			}
+			if bl.From != wantFrom {
+				t.Errorf("PostgreSQL %d: BACKUP FROM: %q, want %q", tg.Major, bl.From, wantFrom)
+			}
+			if has := strings.Contains(string(label), "START TIMELINE"); has != (tg.Major >= 11) {
+				t.Errorf("PostgreSQL %d: START TIMELINE line present = %v", tg.Major, has)
+			}
+			waitClean(t, db)
+		})
+	}
+}

@@ -1,0 +1,73 @@
+package pgtest
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Target is one server configuration the version-matrix tests run against.
+type Target struct {
+	Install
+	WALSegSizeMB int // initdb --wal-segsize; 0 for the default 16 MB
+}
+
+// Name names the target in test names and result tables.
+func (tg Target) Name() string {
+	if tg.WALSegSizeMB == 0 {
+		return fmt.Sprintf("pg%d", tg.Major)
+	}
+	return fmt.Sprintf("pg%d-wal%dMB", tg.Major, tg.WALSegSizeMB)
+}
+
+// InitArgs are the initdb arguments the target needs.
+func (tg Target) InitArgs() []string {
+	if tg.WALSegSizeMB == 0 {
+		return nil
+	}
+	return []string{"--wal-segsize=" + strconv.Itoa(tg.WALSegSizeMB)}
+}
+
+// SegmentSize is the target's WAL segment size in bytes.
+func (tg Target) SegmentSize() uint64 {
+	if tg.WALSegSizeMB == 0 {
+		return 16 << 20
+	}
+	return uint64(tg.WALSegSizeMB) << 20
+}
+
+// AllTargets is the full matrix: every supported major with default segments,
+// plus non-default segment sizes, which initdb accepts from 11 on.
+const AllTargets = "10,11,12,13,14,15,16,17,18,12:1,17:64"
+
+// Matrix returns the targets PGFBB_TEST_PG selects: "all" (AllTargets), a
+// list like "10,15,18" with optional ":SEGSIZE_MB" ("12:1"), or, when unset,
+// the system's PostgreSQL alone.
+func Matrix(t testing.TB) []Target {
+	t.Helper()
+	spec := os.Getenv("PGFBB_TEST_PG")
+	if spec == "" {
+		return []Target{{Install: DefaultInstall(t)}}
+	}
+	if spec == "all" {
+		spec = AllTargets
+	}
+	var targets []Target
+	for _, item := range strings.Split(spec, ",") {
+		majorStr, segStr, _ := strings.Cut(strings.TrimSpace(item), ":")
+		major, err := strconv.Atoi(majorStr)
+		if err != nil {
+			t.Fatalf("PGFBB_TEST_PG=%q: %q is not a major version", spec, item)
+		}
+		tg := Target{Install: Fetch(t, major)}
+		if segStr != "" {
+			if tg.WALSegSizeMB, err = strconv.Atoi(segStr); err != nil {
+				t.Fatalf("PGFBB_TEST_PG=%q: %q is not a segment size in MB", spec, item)
+			}
+		}
+		targets = append(targets, tg)
+	}
+	return targets
+}
