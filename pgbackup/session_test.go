@@ -96,8 +96,19 @@ func waitGone(t *testing.T, db *sql.DB) {
 	}
 }
 
-func TestSessionBackup(t *testing.T) {
-	in := pgtest.DefaultInstall(t)
+// forMajors runs a test against every major PGFBB_TEST_PG selects; segment
+// size variants add nothing to session behaviour.
+func forMajors(t *testing.T, test func(t *testing.T, in pgtest.Install)) {
+	for _, tg := range pgtest.Matrix(t) {
+		if tg.WALSegSizeMB == 0 {
+			t.Run(tg.Name(), func(t *testing.T) { test(t, tg.Install) })
+		}
+	}
+}
+
+func TestSessionBackup(t *testing.T) { forMajors(t, testSessionBackup) }
+
+func testSessionBackup(t *testing.T, in pgtest.Install) {
 	c := pgtest.New(t, in, pgtest.Options{})
 	db := c.DB(t)
 	ctx := context.Background()
@@ -195,7 +206,9 @@ func TestSessionBackup(t *testing.T) {
 	t.Run("role defaults cannot end the session mid-backup", func(t *testing.T) {
 		pgtest.Exec(t, db, "CREATE ROLE guarded SUPERUSER LOGIN")
 		pgtest.Exec(t, db, "ALTER ROLE guarded SET statement_timeout = '1ms'")
-		pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_session_timeout = '500ms'")
+		if in.Major >= 14 {
+			pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_session_timeout = '500ms'")
+		}
 		pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_in_transaction_session_timeout = '500ms'")
 		s := connect(t, c.ConnString("postgres")+" user=guarded")
 		// A spread checkpoint takes far longer than 1ms.
@@ -209,8 +222,9 @@ func TestSessionBackup(t *testing.T) {
 	})
 }
 
-func TestPreflightPrivileges(t *testing.T) {
-	in := pgtest.DefaultInstall(t)
+func TestPreflightPrivileges(t *testing.T) { forMajors(t, testPreflightPrivileges) }
+
+func testPreflightPrivileges(t *testing.T, in pgtest.Install) {
 	c := pgtest.New(t, in, pgtest.Options{})
 	db := c.DB(t)
 	ctx := context.Background()
@@ -255,10 +269,12 @@ func TestPreflightPrivileges(t *testing.T) {
 }
 
 func TestPreflightRefusesMinimalWAL(t *testing.T) {
-	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{Conf: []string{"wal_level = minimal", "max_wal_senders = 0"}})
-	s := connect(t, c.ConnString("postgres"))
-	err := s.Preflight()
-	if err == nil || !strings.Contains(err.Error(), "wal_level is minimal") {
-		t.Fatalf("Preflight with wal_level=minimal = %v", err)
-	}
+	forMajors(t, func(t *testing.T, in pgtest.Install) {
+		c := pgtest.New(t, in, pgtest.Options{Conf: []string{"wal_level = minimal", "max_wal_senders = 0"}})
+		s := connect(t, c.ConnString("postgres"))
+		err := s.Preflight()
+		if err == nil || !strings.Contains(err.Error(), "wal_level is minimal") {
+			t.Fatalf("Preflight with wal_level=minimal = %v", err)
+		}
+	})
 }
