@@ -28,12 +28,25 @@ const exitCodes = `EXIT CODES:
 
 func main() {
 	ctx, force, stop := runner.NotifyContext(context.Background())
-	err := newApp(force).RunContext(ctx, os.Args)
+	args, command := splitCommand(os.Args)
+	err := newApp(force, command).RunContext(ctx, args)
 	stop()
 	os.Exit(backup.ExitCode(err))
 }
 
-func newApp(force <-chan struct{}) *cli.App {
+// splitCommand cuts the arguments at the first "--": what follows is the
+// snapshot command and never reaches the flag parser, so a command that
+// happens to share a subcommand's name still runs as the snapshot.
+func splitCommand(args []string) (tool, command []string) {
+	for i, a := range args {
+		if a == "--" {
+			return args[:i], args[i+1:]
+		}
+	}
+	return args, nil
+}
+
+func newApp(force <-chan struct{}, command []string) *cli.App {
 	return &cli.App{
 		Name:      "pgfbb-wrap",
 		Usage:     "online file-system snapshot backups of PostgreSQL, label and WAL included",
@@ -44,6 +57,7 @@ func newApp(force <-chan struct{}) *cli.App {
 			"The command sees PGFBB_LABEL, PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and\n" +
 			"PGFBB_STAGING_DIR, and ${PGFBB_...} in its arguments is replaced by their values.\n\n" + exitCodes,
 		HideHelpCommand: true,
+		Commands:        []*cli.Command{verifyCommand(command)},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "staging", Usage: "publish the backup as `DIR`/LABEL (created if missing, parent must exist)", EnvVars: []string{"PGFBB_STAGING"}},
 			&cli.StringFlag{Name: "label", Usage: "backup `LABEL`, [A-Za-z0-9][A-Za-z0-9._-]{0,99} (default: pgfbb-YYYYMMDDTHHMMSSZ)"},
@@ -61,7 +75,10 @@ func newApp(force <-chan struct{}) *cli.App {
 			return report(os.Stderr, nil, backup.UsageError(err))
 		},
 		Action: func(c *cli.Context) error {
-			opts, err := options(c, force)
+			if c.NArg() > 0 {
+				return report(c.App.ErrWriter, nil, backup.UsageError(fmt.Errorf("unexpected argument %q: put the snapshot command after --", c.Args().First())))
+			}
+			opts, err := options(c, force, command)
 			if err != nil {
 				return report(c.App.ErrWriter, nil, err)
 			}
@@ -74,14 +91,14 @@ func newApp(force <-chan struct{}) *cli.App {
 	}
 }
 
-func options(c *cli.Context, force <-chan struct{}) (backup.Options, error) {
+func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Options, error) {
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
 	}
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
-		StartTimeout: c.Duration("start-timeout"), Argv: c.Args().Slice(), Timeout: c.Duration("timeout"),
+		StartTimeout: c.Duration("start-timeout"), Argv: command, Timeout: c.Duration("timeout"),
 		Grace: c.Duration("kill-grace"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
 		Stdout: os.Stdout, Stderr: os.Stderr, Force: force,
 		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),

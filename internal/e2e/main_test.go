@@ -44,18 +44,25 @@ func TestMain(m *testing.M) {
 // result is one finished run of the tool.
 type result struct {
 	code   int
+	stdout string
 	stderr string
 }
 
-// tool starts pgfbb-wrap with env added to ours.
+// tool starts pgfbb-wrap with env added to ours; stdout is kept too.
 func tool(env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	cmd := exec.Command(toolBin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stdout = os.Stdout
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
+	// A snapshot command orphaned by a killed tool keeps the pipes open.
+	cmd.WaitDelay = time.Second
+	lastStdout = &stdout
 	return cmd, &stderr
 }
+
+// lastStdout is the stdout of the newest tool run; tests run them one by one.
+var lastStdout *bytes.Buffer
 
 // runTool runs pgfbb-wrap to its end.
 func runTool(t *testing.T, env []string, args ...string) result {
@@ -66,18 +73,19 @@ func runTool(t *testing.T, env []string, args ...string) result {
 	if err != nil && !errors.As(err, &exitErr) {
 		t.Fatalf("run pgfbb-wrap: %v", err)
 	}
-	t.Logf("pgfbb-wrap %s: exit %d\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), stderr)
-	return result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+	t.Logf("pgfbb-wrap %s: exit %d\n%s%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), lastStdout, stderr)
+	return result{code: cmd.ProcessState.ExitCode(), stdout: lastStdout.String(), stderr: stderr.String()}
 }
 
+// want checks the exit code and that stdout or stderr mentions each string.
 func (r result) want(t *testing.T, code int, contains ...string) {
 	t.Helper()
 	if r.code != code {
-		t.Fatalf("exit code %d, want %d; stderr:\n%s", r.code, code, r.stderr)
+		t.Fatalf("exit code %d, want %d; output:\n%s%s", r.code, code, r.stdout, r.stderr)
 	}
 	for _, c := range contains {
-		if !strings.Contains(r.stderr, c) {
-			t.Errorf("stderr does not mention %q:\n%s", c, r.stderr)
+		if !strings.Contains(r.stdout+r.stderr, c) {
+			t.Errorf("output does not mention %q:\n%s%s", c, r.stdout, r.stderr)
 		}
 	}
 }

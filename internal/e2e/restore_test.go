@@ -226,6 +226,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		t.Errorf("manifest says segment size %d and version %d", m.WALSegmentSize, m.ServerVersionNum)
 	}
 	snapshot := filepath.Join(snaps, "e2e")
+	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup e2e")
 
 	t.Run("restore with the staged WAL", func(t *testing.T) {
 		dir := filepath.Join(fs.Mount, "restore")

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/urfave/cli/v2"
+)
+
+func verifyCommand(command []string) *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check that a staged backup is complete and intact",
+		ArgsUsage: "STAGED_DIR",
+		Description: "Checks manifest.json (status, size and SHA-256 of every file), backup_label against the manifest,\n" +
+			"and every WAL segment from the start to the stop LSN: present, full size, and every page header\n" +
+			"(magic of the server version, timeline, page address, system identifier). Then decodes the records\n" +
+			"with pg_waldump of the server's major when one is installed.\n\n" +
+			"Exit 0 when the backup is usable, 1 when it is not (each problem is listed), 2 on usage errors.",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 || len(command) > 0 {
+				return report(c.App.ErrWriter, nil, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
+			}
+			v := walcollect.Verify(c.Context, c.Args().First())
+			for _, n := range v.Notes {
+				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
+			}
+			for _, p := range v.Problems {
+				fmt.Fprintf(c.App.Writer, "PROBLEM: %s\n", p)
+			}
+			if len(v.Problems) > 0 {
+				return report(c.App.ErrWriter, nil, fmt.Errorf("%s: %d problem(s): not usable", c.Args().First(), len(v.Problems)))
+			}
+			fmt.Fprintf(c.App.Writer, "%s: ok: backup %s, %d WAL segments %s..%s verified\n", c.Args().First(),
+				v.Manifest.Label, v.Segments, v.Manifest.StartWAL, v.Manifest.StopWAL)
+			return nil
+		},
+	}
+}
