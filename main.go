@@ -57,7 +57,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			"The command sees PGFBB_LABEL, PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and\n" +
 			"PGFBB_STAGING_DIR, and ${PGFBB_...} in its arguments is replaced by their values.\n\n" + exitCodes,
 		HideHelpCommand: true,
-		Commands:        []*cli.Command{verifyCommand(command)},
+		Commands:        []*cli.Command{verifyCommand(command), restoreCommand(command)},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "staging", Usage: "publish the backup as `DIR`/LABEL (created if missing, parent must exist)", EnvVars: []string{"PGFBB_STAGING"}},
 			&cli.StringFlag{Name: "label", Usage: "backup `LABEL`, [A-Za-z0-9][A-Za-z0-9._-]{0,99} (default: pgfbb-YYYYMMDDTHHMMSSZ)"},

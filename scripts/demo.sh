@@ -64,22 +64,13 @@ echo "staged:"; ls -l "$STAGING/demo"
 echo "backup_label:"; sed 's/^/  /' "$STAGING/demo/backup_label"
 echo "WAL files: $(wc -l <"$STAGING/demo/wal_list")"
 
-step "restore: writable copy of the snapshot + staged label and WAL (README, Restore)"
+step "verify the staged backup"
+"$WORK/pgfbb-wrap" verify "$STAGING/demo"
+
+step "restore: writable copy of the snapshot, then pgfbb-wrap restore lays out label, WAL and recovery settings"
 R=$MNT/restore
 btrfs subvolume snapshot "$MNT/snapshots/demo" "$R" >/dev/null
-rm -f "$R/postmaster.pid" "$R/postmaster.opts"
-cp "$STAGING/demo/backup_label" "$R/"
-[ -f "$STAGING/demo/tablespace_map" ] && cp "$STAGING/demo/tablespace_map" "$R/"
-find "$R/pg_wal" -mindepth 1 -maxdepth 1 ! -name archive_status -exec rm -rf {} +
-find "$R/pg_wal/archive_status" -mindepth 1 -delete
-cp "$STAGING/demo/wal/"* "$R/pg_wal/"
-touch "$R/recovery.signal"
-cat >>"$R/postgresql.auto.conf" <<'CONF'
-restore_command = 'false'
-recovery_target = 'immediate'
-recovery_target_action = 'promote'
-CONF
-chown -R postgres: "$R"
+"$WORK/pgfbb-wrap" restore --staged "$STAGING/demo" --pgdata "$R"
 pg_start "$R" restored 54330
 for _ in $(seq 600); do
 	[ "$(sql 54330 'SELECT pg_is_in_recovery()')" = f ] && break

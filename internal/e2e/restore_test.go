@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,87 +16,19 @@ import (
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
-// restore turns dataDir, a writable copy of the snapshot, into a cluster that
-// recovers to the end of the staged backup, following the README: label and
-// map in place, no postmaster.pid, pg_wal emptied and (withWAL) refilled from
-// the staged WAL, and recovery_target = 'immediate' in recovery.conf (10-11)
-// or recovery.signal plus postgresql.auto.conf (12+).
-func restore(t *testing.T, major int, dataDir, staged string, withWAL bool) {
+// stripWAL removes the WAL files restore placed in pg_wal: the control case
+// of a snapshot restored without the staged WAL.
+func stripWAL(t *testing.T, dataDir string) {
 	t.Helper()
-	for _, f := range []string{"postmaster.pid", "postmaster.opts"} {
-		os.Remove(filepath.Join(dataDir, f))
-	}
-	for _, f := range []string{walcollect.LabelFile, walcollect.MapFile} {
-		if _, err := os.Stat(filepath.Join(staged, f)); err == nil {
-			copyFile(t, filepath.Join(staged, f), filepath.Join(dataDir, f))
-		}
-	}
-	walDir := filepath.Join(dataDir, "pg_wal")
-	entries, err := os.ReadDir(walDir)
+	entries, err := os.ReadDir(filepath.Join(dataDir, "pg_wal"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.Name() != "archive_status" {
-			os.RemoveAll(filepath.Join(walDir, e.Name()))
+		if !e.IsDir() {
+			os.Remove(filepath.Join(dataDir, "pg_wal", e.Name()))
 		}
 	}
-	status, _ := os.ReadDir(filepath.Join(walDir, "archive_status"))
-	for _, e := range status {
-		os.Remove(filepath.Join(walDir, "archive_status", e.Name()))
-	}
-	if withWAL {
-		list, err := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, name := range strings.Fields(string(list)) {
-			copyFile(t, filepath.Join(staged, walcollect.WALDir, name), filepath.Join(walDir, name))
-		}
-	}
-	// The WAL is in pg_wal already, but archive recovery insists on a restore_command.
-	settings := "restore_command = 'false'\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n"
-	if major < 12 {
-		writeOwned(t, filepath.Join(dataDir, "recovery.conf"), settings)
-		return
-	}
-	writeOwned(t, filepath.Join(dataDir, "recovery.signal"), "")
-	conf, err := os.OpenFile(filepath.Join(dataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conf.Close()
-	if _, err := conf.WriteString(settings); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	pgtest.Chown(t, dst)
-}
-
-func writeOwned(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pgtest.Chown(t, path)
 }
 
 // load runs pgbench against c until the returned stop is called.
@@ -231,7 +162,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	t.Run("restore with the staged WAL", func(t *testing.T) {
 		dir := filepath.Join(fs.Mount, "restore")
 		btrfstest.Snapshot(t, snapshot, dir, false)
-		restore(t, in.Major, dir, staged, true)
+		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of e2e laid out")
 		rc := pgtest.Existing(t, in, dir)
 		rc.Start(t)
 		rdb := rc.DB(t)
@@ -260,7 +191,8 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	t.Run("control: the same restore without the staged WAL fails", func(t *testing.T) {
 		dir := filepath.Join(fs.Mount, "nowal")
 		btrfstest.Snapshot(t, snapshot, dir, false)
-		restore(t, in.Major, dir, staged, false)
+		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0)
+		stripWAL(t, dir)
 		rc := pgtest.Existing(t, in, dir)
 		if err := rc.TryStart(t); err == nil {
 			t.Fatal("a restore without the staged WAL started: the test proves nothing")

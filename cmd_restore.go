@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/restore"
+	"github.com/urfave/cli/v2"
+)
+
+func restoreCommand(command []string) *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "lay out a staged backup in a data directory recovered from its snapshot",
+		Description: "Verifies the staged backup, then in the target data directory: places backup_label and\n" +
+			"tablespace_map, removes postmaster.pid and postmaster.opts, empties pg_wal (keeping archive_status)\n" +
+			"and copies the staged WAL in, and writes recovery.conf (10, 11) or recovery.signal plus\n" +
+			"postgresql.auto.conf settings (12+). Start the server afterwards; it recovers and promotes.\n\n" +
+			"Refuses (exit 3) a target with a running postmaster, of another major, of another cluster or\n" +
+			"already holding a backup_label (the last two unless --force). Exit 0 done, 1 failed, 2 usage.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "staged", Usage: "the staged backup `DIR` (STAGING/LABEL)"},
+			&cli.StringFlag{Name: "pgdata", Usage: "the data `DIR` recovered from the snapshot"},
+			&cli.StringFlag{Name: "wal-dir", Usage: "put the WAL in `DIR` (default: PGDATA/pg_wal, which may be a link)"},
+			&cli.StringFlag{Name: "target", Value: "immediate", Usage: "stop recovery at: immediate (end of backup), latest, a `TIME` or an LSN"},
+			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` for WAL from an archive (needed past the staged WAL)"},
+			&cli.BoolFlag{Name: "force", Usage: "restore into a target of another cluster or with a backup_label"},
+		},
+		Action: func(c *cli.Context) error {
+			o := restore.Options{Staged: c.String("staged"), PGData: c.String("pgdata"), WALDir: c.String("wal-dir"),
+				Target: c.String("target"), RestoreCommand: c.String("restore-command"), Force: c.Bool("force")}
+			if o.Staged == "" || o.PGData == "" || c.NArg() > 0 || len(command) > 0 {
+				return report(c.App.ErrWriter, nil, backup.UsageError(errors.New("restore takes --staged DIR and --pgdata DIR and no arguments")))
+			}
+			if err := restore.ValidateTarget(o.Target); err != nil {
+				return report(c.App.ErrWriter, nil, backup.UsageError(err))
+			}
+			m, err := restore.Prepare(c.Context, o)
+			if errors.Is(err, restore.ErrRefused) {
+				err = &backup.PhaseError{Phase: backup.PhasePreflight, Err: err}
+			}
+			if err != nil {
+				return report(c.App.ErrWriter, nil, err)
+			}
+			fmt.Fprintf(c.App.Writer, "restore of %s laid out in %s: start the server; recovery replays %s..%s and stops at %s\n",
+				m.Label, o.PGData, m.StartWAL, m.StopWAL, o.Target)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,287 @@
+// Package restore turns a data directory recovered from a snapshot into one
+// that PostgreSQL recovers to a consistent state, using the staged label,
+// tablespace map and WAL of the same backup.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// Options describe one restore.
+type Options struct {
+	Staged string // the staged backup directory
+	PGData string // the data directory recovered from the snapshot
+	// WALDir receives the WAL (default PGData/pg_wal, which may be a link
+	// to another volume).
+	WALDir string
+	// Target is where recovery stops: "immediate" (the end of the backup,
+	// the default), "latest", a timestamp or an LSN.
+	Target string
+	// RestoreCommand fetches WAL from an archive; required to recover past
+	// the staged WAL or when none was staged.
+	RestoreCommand string
+	// Force accepts a target whose system identifier differs from the
+	// backup's or that already holds a backup_label.
+	Force bool
+}
+
+// ErrRefused marks a restore refused before anything in the target changed.
+var ErrRefused = errors.New("restore refused")
+
+// ValidateTarget checks a --target value.
+func ValidateTarget(target string) error {
+	_, err := recoveryTarget(target)
+	return err
+}
+
+// recoveryTarget renders Target as recovery settings.
+func recoveryTarget(target string) ([]string, error) {
+	switch target {
+	case "", "immediate":
+		return []string{"recovery_target = 'immediate'"}, nil
+	case "latest":
+		return nil, nil
+	}
+	if _, err := walcollect.ParseLSN(target); err == nil {
+		return []string{"recovery_target_lsn = '" + target + "'"}, nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"} {
+		if _, err := time.Parse(layout, target); err == nil {
+			return []string{"recovery_target_time = '" + target + "'"}, nil
+		}
+	}
+	return nil, fmt.Errorf("--target %q: want immediate, latest, an LSN (0/3000028) or a time (2026-11-25 08:00:00+00)", target)
+}
+
+// Check refuses a restore that would be wrong or unsafe, before anything in
+// the target is changed, and returns the verified manifest. Its errors wrap
+// ErrRefused.
+func Check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
+	m, err := check(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return m, nil
+}
+
+func check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
+	if _, err := recoveryTarget(o.Target); err != nil {
+		return nil, err
+	}
+	v := walcollect.Verify(ctx, o.Staged)
+	if len(v.Problems) > 0 {
+		return nil, fmt.Errorf("staged backup %s is not usable (pgfbb-wrap verify lists why): %s", o.Staged, strings.Join(v.Problems, "; "))
+	}
+	m := v.Manifest
+	if m.WALMode != "copy" && o.RestoreCommand == "" {
+		return nil, fmt.Errorf("backup %s has no staged WAL: give --restore-command to fetch %s..%s from your archive", m.Label, m.StartWAL, m.StopWAL)
+	}
+	if o.Target != "" && o.Target != "immediate" && o.RestoreCommand == "" {
+		return nil, fmt.Errorf("--target %s needs WAL past the backup: give --restore-command", o.Target)
+	}
+	version, err := os.ReadFile(filepath.Join(o.PGData, "PG_VERSION"))
+	if err != nil {
+		return nil, fmt.Errorf("target is not a data directory: %w", err)
+	}
+	if got, want := strings.TrimSpace(string(version)), strconv.Itoa(m.ServerVersionNum/10000); got != want {
+		return nil, fmt.Errorf("target is a PostgreSQL %s data directory, the backup is of PostgreSQL %s", got, want)
+	}
+	if pid := runningPostmaster(o.PGData); pid != 0 {
+		return nil, fmt.Errorf("a postmaster (pid %d) is running on %s: stop it first", pid, o.PGData)
+	}
+	var problems []string
+	if id, err := walcollect.ControlSystemID(o.PGData); err != nil {
+		return nil, err
+	} else if strconv.FormatUint(id, 10) != m.SystemIdentifier {
+		problems = append(problems, fmt.Sprintf("target belongs to cluster %d, the backup to %s (--force to restore anyway)", id, m.SystemIdentifier))
+	}
+	if _, err := os.Stat(filepath.Join(o.PGData, walcollect.LabelFile)); err == nil {
+		problems = append(problems, "target already holds a backup_label (--force to replace it)")
+	}
+	if len(problems) > 0 && !o.Force {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return m, nil
+}
+
+// runningPostmaster returns the pid in postmaster.pid when that process is
+// alive and its working directory is pgdata. A snapshot taken from a running
+// server carries a stale postmaster.pid whose pid may be alive on this host,
+// serving the original data directory.
+func runningPostmaster(pgdata string) int {
+	data, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return 0
+	}
+	abs, _ := filepath.Abs(pgdata)
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if cwd == abs {
+		return pid
+	}
+	return 0
+}
+
+// Prepare checks the restore and then lays it out in the target: label and
+// map in place, no postmaster.pid, pg_wal emptied and filled with the staged
+// WAL, and the recovery settings the target's version reads. Files it writes
+// belong to the owner of the data directory.
+func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
+	m, err := Check(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(o.PGData)
+	if err != nil {
+		return nil, err
+	}
+	owner := fi.Sys().(*syscall.Stat_t)
+	place := func(src, dst string) error { return copyOwned(src, dst, owner) }
+
+	for _, f := range []string{"postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal", "recovery.conf", walcollect.LabelFile, walcollect.MapFile} {
+		if err := os.Remove(filepath.Join(o.PGData, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	if err := place(filepath.Join(o.Staged, walcollect.LabelFile), filepath.Join(o.PGData, walcollect.LabelFile)); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(o.Staged, walcollect.MapFile)); err == nil {
+		if err := place(filepath.Join(o.Staged, walcollect.MapFile), filepath.Join(o.PGData, walcollect.MapFile)); err != nil {
+			return nil, err
+		}
+	}
+	walDir := o.WALDir
+	if walDir == "" {
+		walDir = filepath.Join(o.PGData, "pg_wal")
+	}
+	if err := emptyWAL(walDir); err != nil {
+		return nil, err
+	}
+	if m.WALMode == "copy" {
+		list, err := os.ReadFile(filepath.Join(o.Staged, walcollect.WALListFile))
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range strings.Fields(string(list)) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if err := place(filepath.Join(o.Staged, walcollect.WALDir, name), filepath.Join(walDir, name)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, writeRecovery(o, m.ServerVersionNum/10000, owner)
+}
+
+// emptyWAL removes everything from pg_wal but the archive_status directory,
+// which it empties: WAL the snapshot caught mid-write must not be replayed.
+func emptyWAL(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("empty WAL directory: %w", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.Name() == "archive_status" {
+			status, _ := os.ReadDir(p)
+			for _, s := range status {
+				os.Remove(filepath.Join(p, s.Name()))
+			}
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("empty WAL directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeRecovery writes recovery.conf (10, 11) or recovery.signal plus
+// settings appended to postgresql.auto.conf (12+), which override earlier
+// lines of the same name.
+func writeRecovery(o Options, major int, owner *syscall.Stat_t) error {
+	target, _ := recoveryTarget(o.Target)
+	cmd := o.RestoreCommand
+	if cmd == "" {
+		cmd = "false" // the WAL is in pg_wal; archive recovery still wants a command
+	}
+	lines := append([]string{
+		"# written by pgfbb-wrap restore at " + time.Now().UTC().Format(time.RFC3339),
+		"restore_command = '" + strings.ReplaceAll(cmd, "'", "''") + "'",
+	}, target...)
+	lines = append(lines, "recovery_target_action = 'promote'")
+	text := strings.Join(lines, "\n") + "\n"
+	if major < 12 {
+		return writeOwned(filepath.Join(o.PGData, "recovery.conf"), text, os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner)
+	}
+	if err := writeOwned(filepath.Join(o.PGData, "recovery.signal"), "", os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
+		return err
+	}
+	return writeOwned(filepath.Join(o.PGData, "postgresql.auto.conf"), "\n"+text, os.O_CREATE|os.O_APPEND|os.O_WRONLY, owner)
+}
+
+func writeOwned(path, text string, flag int, owner *syscall.Stat_t) error {
+	return writeFrom(path, strings.NewReader(text), flag, owner)
+}
+
+func copyOwned(src, dst string, owner *syscall.Stat_t) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := writeFrom(dst, in, os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
+		return fmt.Errorf("place %s: %w", filepath.Base(dst), err)
+	}
+	return nil
+}
+
+// writeFrom writes r to path durably and gives it to the data directory's owner.
+func writeFrom(path string, r io.Reader, flag int, owner *syscall.Stat_t) error {
+	f, err := os.OpenFile(path, flag, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = chown(path, owner)
+	}
+	return err
+}
+
+// chown gives path to the data directory's owner; only root can, and only
+// root needs to.
+func chown(path string, owner *syscall.Stat_t) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return os.Chown(path, int(owner.Uid), int(owner.Gid))
+}
