@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/restore"
@@ -26,6 +27,10 @@ func restoreCommand(command []string) *cli.Command {
 			&cli.StringFlag{Name: "target", Value: "immediate", Usage: "stop recovery at: immediate (end of backup), latest, a `TIME` or an LSN"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` for WAL from an archive (needed past the staged WAL)"},
 			&cli.BoolFlag{Name: "force", Usage: "restore into a target of another cluster or with a backup_label"},
+			&cli.BoolFlag{Name: "rehearse", Usage: "restore into a throwaway copy, start a private server, wait for consistency, query, remove"},
+			&cli.StringFlag{Name: "pg-bin", Usage: "with --rehearse: the server's program `DIR` (default /usr/lib/postgresql/MAJOR/bin)"},
+			&cli.StringFlag{Name: "scratch", Usage: "with --rehearse: put the copy in `DIR`; on the target's file system the copy is a reflink"},
+			&cli.DurationFlag{Name: "rehearse-timeout", Value: 30 * time.Minute, Usage: "with --rehearse: give recovery this long"},
 		},
 		Action: func(c *cli.Context) error {
 			o := restore.Options{Staged: c.String("staged"), PGData: c.String("pgdata"), WALDir: c.String("wal-dir"),
@@ -35,6 +40,10 @@ func restoreCommand(command []string) *cli.Command {
 			}
 			if err := restore.ValidateTarget(o.Target); err != nil {
 				return report(c.App.ErrWriter, nil, backup.UsageError(err))
+			}
+			if c.Bool("rehearse") {
+				return rehearse(c, restore.RehearseOptions{Options: o, BinDir: c.String("pg-bin"),
+					Scratch: c.String("scratch"), Timeout: c.Duration("rehearse-timeout")})
 			}
 			m, err := restore.Prepare(c.Context, o)
 			if errors.Is(err, restore.ErrRefused) {
@@ -48,4 +57,17 @@ func restoreCommand(command []string) *cli.Command {
 			return nil
 		},
 	}
+}
+
+func rehearse(c *cli.Context, o restore.RehearseOptions) error {
+	r, err := restore.Rehearse(c.Context, o)
+	if errors.Is(err, restore.ErrRefused) {
+		err = &backup.PhaseError{Phase: backup.PhasePreflight, Err: err}
+	}
+	if err != nil {
+		return report(c.App.ErrWriter, nil, err)
+	}
+	fmt.Fprintf(c.App.Writer, "rehearsal of %s ok: consistent after %s, recovery finished after %s, %d databases answer; the copy is removed\n",
+		r.Label, r.ToConsistency.Round(time.Millisecond), r.ToReady.Round(time.Millisecond), r.Databases)
+	return nil
 }

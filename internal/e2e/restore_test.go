@@ -188,6 +188,17 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		row.restored = !t.Failed()
 	})
 
+	t.Run("rehearsal on the read-only snapshot", func(t *testing.T) {
+		// The scratch directory on the same btrfs makes the copy a reflink.
+		r := runTool(t, nil, "restore", "--rehearse", "--staged", staged, "--pgdata", snapshot,
+			"--pg-bin", in.BinDir, "--scratch", fs.Mount)
+		r.want(t, 0, "rehearsal of e2e ok: consistent after")
+		leftovers, _ := filepath.Glob(filepath.Join(fs.Mount, "pgfbb-rehearse-*"))
+		if len(leftovers) > 0 {
+			t.Errorf("rehearsal left %v", leftovers)
+		}
+	})
+
 	t.Run("control: the same restore without the staged WAL fails", func(t *testing.T) {
 		dir := filepath.Join(fs.Mount, "nowal")
 		btrfstest.Snapshot(t, snapshot, dir, false)

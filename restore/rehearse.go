@@ -1,0 +1,181 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	_ "github.com/lib/pq" // the rehearsal's query
+)
+
+// Rehearsal is what a restore rehearsal measured.
+type Rehearsal struct {
+	Label         string
+	Copy          string        // where the throwaway copy was
+	ToConsistency time.Duration // from server start to "consistent recovery state reached"
+	ToReady       time.Duration // from server start to the end of recovery
+	Databases     int           // what the query after recovery counted
+}
+
+// RehearseOptions add to Options what a rehearsal needs.
+type RehearseOptions struct {
+	Options
+	BinDir  string        // the server's programs; default /usr/lib/postgresql/MAJOR/bin
+	Scratch string        // where the copy goes; on the target's file system it is a reflink
+	Timeout time.Duration // for recovery to finish
+}
+
+// Rehearse restores into a throwaway copy of the target, starts a private
+// server on it (own socket, no TCP, no archiving), waits until recovery has
+// reached consistency and ended, runs a query, stops the server and removes
+// the copy. The target itself is only read.
+func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
+	m, err := Check(ctx, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	major := m.ServerVersionNum / 10000
+	if o.BinDir == "" {
+		o.BinDir = fmt.Sprintf("/usr/lib/postgresql/%d/bin", major)
+	}
+	if _, err := os.Stat(filepath.Join(o.BinDir, "pg_ctl")); err != nil {
+		return nil, fmt.Errorf("%w: no PostgreSQL %d server programs in %s: give --pg-bin", ErrRefused, major, o.BinDir)
+	}
+	scratch, err := os.MkdirTemp(o.Scratch, "pgfbb-rehearse-")
+	if err != nil {
+		return nil, fmt.Errorf("rehearsal directory: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	// The server's user must reach the copy and the socket.
+	if err := os.Chmod(scratch, 0o755); err != nil {
+		return nil, err
+	}
+	copyDir, sock := filepath.Join(scratch, "data"), filepath.Join(scratch, "sock")
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", o.PGData, copyDir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy %s: %v: %s", o.PGData, err, bytes.TrimSpace(out))
+	}
+	fi, err := os.Stat(copyDir)
+	if err != nil {
+		return nil, err
+	}
+	owner := fi.Sys().(*syscall.Stat_t)
+	if err := os.Mkdir(sock, 0o700); err != nil {
+		return nil, err
+	}
+	if err := chown(sock, owner); err != nil {
+		return nil, err
+	}
+	ro := o.Options
+	ro.PGData = copyDir
+	ro.WALDir = "" // the copy's own pg_wal
+	if _, err := Prepare(ctx, ro); err != nil {
+		return nil, err
+	}
+	// Only the rehearsal reaches this server, through a socket in a
+	// directory no one else can enter.
+	hba := filepath.Join(scratch, "pg_hba.conf")
+	if err := writeOwned(hba, "local all all trust\n", os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logFile := filepath.Join(sock, "server.log")
+	pgctl := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(o.BinDir, "pg_ctl"), args...)
+		cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Join(o.BinDir, "..", "lib"))
+		cmd.Dir = "/"
+		if os.Geteuid() == 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner.Uid, Gid: owner.Gid}}
+		}
+		return cmd
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c hba_file=%s -c archive_mode=off -c cluster_name=pgfbb-rehearsal", port, sock, hba)
+	started := time.Now()
+	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("start rehearsal server: %v: %s", err, bytes.TrimSpace(out))
+	}
+	defer pgctl("stop", "-D", copyDir, "-m", "immediate", "-w").Run()
+
+	r := &Rehearsal{Label: m.Label, Copy: copyDir}
+	deadline := time.Now().Add(o.Timeout)
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", sock, port, ownerName(owner))
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	for {
+		if r.ToConsistency == 0 {
+			if log, _ := os.ReadFile(logFile); bytes.Contains(log, []byte("consistent recovery state reached")) {
+				r.ToConsistency = time.Since(started)
+			}
+		}
+		var inRecovery bool
+		if r.ToConsistency != 0 && db.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery) == nil && !inRecovery {
+			r.ToReady = time.Since(started)
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("recovery did not finish within %s; server log:\n%s", o.Timeout, logTail(logFile))
+		}
+		if exited(copyDir) {
+			return nil, fmt.Errorf("rehearsal server stopped during recovery; server log:\n%s", logTail(logFile))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_database").Scan(&r.Databases); err != nil {
+		return nil, fmt.Errorf("query after recovery: %w", err)
+	}
+	if out, err := pgctl("stop", "-D", copyDir, "-m", "fast", "-w").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("stop rehearsal server: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return r, nil
+}
+
+// exited reports whether the server has gone: pg_ctl start returns before
+// recovery, and a failed recovery removes postmaster.pid.
+func exited(pgdata string) bool {
+	_, err := os.Stat(filepath.Join(pgdata, "postmaster.pid"))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+func logTail(path string) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return string(data)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ownerName is the role to connect as: initdb names the bootstrap superuser
+// after the OS user that owns the data directory, unless told otherwise.
+func ownerName(owner *syscall.Stat_t) string {
+	if u, err := user.LookupId(strconv.Itoa(int(owner.Uid))); err == nil {
+		return u.Username
+	}
+	return "postgres"
+}
