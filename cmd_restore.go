@@ -46,11 +46,8 @@ func restoreCommand(command []string) *cli.Command {
 					Scratch: c.String("scratch"), Timeout: c.Duration("rehearse-timeout")})
 			}
 			m, err := restore.Prepare(c.Context, o)
-			if errors.Is(err, restore.ErrRefused) {
-				err = &backup.PhaseError{Phase: backup.PhasePreflight, Err: err}
-			}
 			if err != nil {
-				return report(c.App.ErrWriter, nil, err)
+				return report(c.App.ErrWriter, nil, restoreError(err))
 			}
 			fmt.Fprintf(c.App.Writer, "restore of %s laid out in %s: start the server; recovery replays %s..%s and stops at %s\n",
 				m.Label, o.PGData, m.StartWAL, m.StopWAL, o.Target)
@@ -61,13 +58,19 @@ func restoreCommand(command []string) *cli.Command {
 
 func rehearse(c *cli.Context, o restore.RehearseOptions) error {
 	r, err := restore.Rehearse(c.Context, o)
-	if errors.Is(err, restore.ErrRefused) {
-		err = &backup.PhaseError{Phase: backup.PhasePreflight, Err: err}
-	}
 	if err != nil {
-		return report(c.App.ErrWriter, nil, err)
+		return report(c.App.ErrWriter, nil, restoreError(err))
 	}
 	fmt.Fprintf(c.App.Writer, "rehearsal of %s ok: consistent after %s, recovery finished after %s, %d databases answer; the copy is removed\n",
 		r.Label, r.ToConsistency.Round(time.Millisecond), r.ToReady.Round(time.Millisecond), r.Databases)
 	return nil
+}
+
+// restoreError gives a refused restore, which changed nothing, exit code 3;
+// any other failure is 1.
+func restoreError(err error) error {
+	if errors.Is(err, restore.ErrRefused) {
+		return &backup.PhaseError{Phase: backup.PhasePreflight, Err: err}
+	}
+	return err
 }
