@@ -188,6 +188,28 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		row.restored = !t.Failed()
 	})
 
+	t.Run("restore to an LSN target", func(t *testing.T) {
+		dir := filepath.Join(fs.Mount, "lsn")
+		btrfstest.Snapshot(t, snapshot, dir, false)
+		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir, "--target", m.StopLSN.String(),
+			"--restore-command", "false").want(t, 0)
+		rc := pgtest.Existing(t, in, dir)
+		rc.Start(t)
+		rdb := rc.DB(t)
+		for i := 0; pgtest.QueryString(t, rdb, "SELECT pg_is_in_recovery()") == "true"; i++ {
+			if i == 600 {
+				t.Fatal("still in recovery after 60s")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if log := rc.LogTail(1 << 20); !strings.Contains(log, "recovery stopping after WAL location (LSN) \""+m.StopLSN.String()+"\"") {
+			t.Errorf("recovery did not stop at the LSN target %s", m.StopLSN)
+		}
+		if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',') FROM marker"); got != "before" {
+			t.Errorf("marker rows %q", got)
+		}
+	})
+
 	t.Run("rehearsal on the read-only snapshot", func(t *testing.T) {
 		// The scratch directory on the same btrfs makes the copy a reflink.
 		r := runTool(t, nil, "restore", "--rehearse", "--staged", staged, "--pgdata", snapshot,
