@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,7 +124,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	c := pgtest.New(t, in, pgtest.Options{PGData: pgdata, InitArgs: tg.InitArgs()})
 	db := c.DB(t)
 	const scale = 3
-	c.Client(t, "pgbench", "-i", "-q", "-s", "3", "postgres")
+	c.Client(t, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "postgres")
 	pgtest.Exec(t, db, "CREATE TABLE marker (phase text PRIMARY KEY)")
 	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('before')")
 
@@ -164,14 +165,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		btrfstest.Snapshot(t, snapshot, dir, false)
 		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of e2e laid out")
 		rc := pgtest.Existing(t, in, dir)
-		rc.Start(t)
-		rdb := rc.DB(t)
-		for i := 0; pgtest.QueryString(t, rdb, "SELECT pg_is_in_recovery()") == "true"; i++ {
-			if i == 600 {
-				t.Fatal("restored cluster still in recovery after 60s")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		rdb := rc.StartRecovered(t)
 		log := rc.LogTail(1 << 20)
 		for _, want := range []string{"consistent recovery state reached", "recovery stopping after reaching consistency"} {
 			if !strings.Contains(log, want) {
@@ -181,7 +175,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker"); got != "before" {
 			t.Errorf("marker rows %q: want the row committed before the backup and not the one after", got)
 		}
-		if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != "300000" {
+		if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != strconv.Itoa(scale*100000) {
 			t.Errorf("pgbench_accounts has %s rows, want %d", got, scale*100000)
 		}
 		amcheck(t, rc)
@@ -194,14 +188,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir, "--target", m.StopLSN.String(),
 			"--restore-command", "false").want(t, 0)
 		rc := pgtest.Existing(t, in, dir)
-		rc.Start(t)
-		rdb := rc.DB(t)
-		for i := 0; pgtest.QueryString(t, rdb, "SELECT pg_is_in_recovery()") == "true"; i++ {
-			if i == 600 {
-				t.Fatal("still in recovery after 60s")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		rdb := rc.StartRecovered(t)
 		if log := rc.LogTail(1 << 20); !strings.Contains(log, "recovery stopping after WAL location (LSN) \""+m.StopLSN.String()+"\"") {
 			t.Errorf("recovery did not stop at the LSN target %s", m.StopLSN)
 		}

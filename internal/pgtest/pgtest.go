@@ -248,6 +248,21 @@ func (c *Cluster) Start(t testing.TB) {
 	}
 }
 
+// StartRecovered starts a restored cluster and waits until recovery has
+// ended and it accepts writes; it returns a connection pool.
+func (c *Cluster) StartRecovered(t testing.TB) *sql.DB {
+	t.Helper()
+	c.Start(t)
+	db := c.DB(t)
+	for i := 0; QueryString(t, db, "SELECT pg_is_in_recovery()") == "true"; i++ {
+		if i == 600 {
+			t.Fatal("restored cluster still in recovery after 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return db
+}
+
 // TryStart is Start for a server that may rightly refuse to start; the error
 // carries the tail of the server log.
 func (c *Cluster) TryStart(t testing.TB) error {
