@@ -36,10 +36,10 @@ func restoreCommand(command []string) *cli.Command {
 			o := restore.Options{Staged: c.String("staged"), PGData: c.String("pgdata"), WALDir: c.String("wal-dir"),
 				Target: c.String("target"), RestoreCommand: c.String("restore-command"), Force: c.Bool("force")}
 			if o.Staged == "" || o.PGData == "" || c.NArg() > 0 || len(command) > 0 {
-				return report(c.App.ErrWriter, nil, backup.UsageError(errors.New("restore takes --staged DIR and --pgdata DIR and no arguments")))
+				return report(c.App.ErrWriter, backup.UsageError(errors.New("restore takes --staged DIR and --pgdata DIR and no arguments")))
 			}
 			if err := restore.ValidateTarget(o.Target); err != nil {
-				return report(c.App.ErrWriter, nil, backup.UsageError(err))
+				return report(c.App.ErrWriter, backup.UsageError(err))
 			}
 			if c.Bool("rehearse") {
 				return rehearse(c, restore.RehearseOptions{Options: o, BinDir: c.String("pg-bin"),
@@ -47,7 +47,7 @@ func restoreCommand(command []string) *cli.Command {
 			}
 			m, err := restore.Prepare(c.Context, o)
 			if err != nil {
-				return report(c.App.ErrWriter, nil, restoreError(err))
+				return report(c.App.ErrWriter, restoreError(err))
 			}
 			fmt.Fprintf(c.App.Writer, "restore of %s laid out in %s: start the server; recovery replays %s..%s and stops at %s\n",
 				m.Label, o.PGData, m.StartWAL, m.StopWAL, o.Target)
@@ -59,7 +59,7 @@ func restoreCommand(command []string) *cli.Command {
 func rehearse(c *cli.Context, o restore.RehearseOptions) error {
 	r, err := restore.Rehearse(c.Context, o)
 	if err != nil {
-		return report(c.App.ErrWriter, nil, restoreError(err))
+		return report(c.App.ErrWriter, restoreError(err))
 	}
 	fmt.Fprintf(c.App.Writer, "rehearsal of %s ok: consistent after %s, recovery finished after %s, %d databases answer; the copy is removed\n",
 		r.Label, r.ToConsistency.Round(time.Millisecond), r.ToReady.Round(time.Millisecond), r.Databases)

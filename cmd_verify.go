@@ -20,7 +20,7 @@ func verifyCommand(command []string) *cli.Command {
 			"Exit 0 when the backup is usable, 1 when it is not (each problem is listed), 2 on usage errors.",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 || len(command) > 0 {
-				return report(c.App.ErrWriter, nil, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
+				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
 			}
 			v := walcollect.Verify(c.Context, c.Args().First())
 			for _, n := range v.Notes {
@@ -30,7 +30,7 @@ func verifyCommand(command []string) *cli.Command {
 				fmt.Fprintf(c.App.Writer, "PROBLEM: %s\n", p)
 			}
 			if len(v.Problems) > 0 {
-				return report(c.App.ErrWriter, nil, fmt.Errorf("%s: %d problem(s): not usable", c.Args().First(), len(v.Problems)))
+				return report(c.App.ErrWriter, fmt.Errorf("%s: %d problem(s): not usable", c.Args().First(), len(v.Problems)))
 			}
 			fmt.Fprintf(c.App.Writer, "%s: ok: backup %s, %d WAL segments %s..%s verified\n", c.Args().First(),
 				v.Manifest.Label, v.Segments, v.Manifest.StartWAL, v.Manifest.StopWAL)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/runner"
 	"github.com/urfave/cli/v2"
 )
@@ -31,7 +32,20 @@ func main() {
 	args, command := splitCommand(os.Args)
 	err := newApp(force, command).RunContext(ctx, args)
 	stop()
-	os.Exit(backup.ExitCode(err))
+	os.Exit(exitCode(err))
+}
+
+// exitCode maps any command's error to the documented exit codes.
+func exitCode(err error) int {
+	var failed *hook.Failed
+	if errors.As(err, &failed) {
+		return failed.Result.ExitCode
+	}
+	var held *holdExit
+	if errors.As(err, &held) {
+		return held.code
+	}
+	return backup.ExitCode(err)
 }
 
 // splitCommand cuts the arguments at the first "--": what follows is the
@@ -57,55 +71,69 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			"The command sees PGFBB_LABEL, PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and\n" +
 			"PGFBB_STAGING_DIR, and ${PGFBB_...} in its arguments is replaced by their values.\n\n" + exitCodes,
 		HideHelpCommand: true,
-		Commands:        []*cli.Command{verifyCommand(command), restoreCommand(command)},
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "staging", Usage: "publish the backup as `DIR`/LABEL (created if missing, parent must exist)", EnvVars: []string{"PGFBB_STAGING"}},
-			&cli.StringFlag{Name: "label", Usage: "backup `LABEL`, [A-Za-z0-9][A-Za-z0-9._-]{0,99} (default: pgfbb-YYYYMMDDTHHMMSSZ)"},
-			&cli.BoolFlag{Name: "fast", Usage: "start with an immediate checkpoint instead of a spread one"},
-			&cli.DurationFlag{Name: "start-timeout", Value: 23 * time.Hour, Usage: "give up (`DURATION`) when the backup has not started after this long"},
+		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command)},
+			hookCommands(command)...),
+		Flags: append(backupFlags(),
 			&cli.StringFlag{Name: "command", Usage: "snapshot command as one `STRING`, split like a shell would but run without one"},
 			&cli.DurationFlag{Name: "timeout", Usage: "stop the snapshot command after this `DURATION` (0: no limit)"},
 			&cli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "`DURATION` between SIGTERM and SIGKILL for the command's process group"},
-			&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, Usage: "conninfo string, postgres:// URL or database `NAME`"},
-			&cli.StringFlag{Name: "pgdata", Usage: "data `DIR` to read pg_wal from (default: the server's data_directory)"},
-			&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; skip: stage only label and map"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step, and a summary line on success"},
-		},
+		),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return report(os.Stderr, nil, backup.UsageError(err))
+			return report(os.Stderr, backup.UsageError(err))
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return report(c.App.ErrWriter, nil, backup.UsageError(fmt.Errorf("unexpected argument %q: put the snapshot command after --", c.Args().First())))
+				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("unexpected argument %q: put the snapshot command after --", c.Args().First())))
 			}
 			opts, err := options(c, force, command)
 			if err != nil {
-				return report(c.App.ErrWriter, nil, err)
+				return report(c.App.ErrWriter, err)
 			}
 			rep, err := backup.Run(c.Context, opts)
-			if err == nil && c.Bool("verbose") {
-				fmt.Fprintln(c.App.ErrWriter, rep.Summary())
-			}
-			return report(c.App.ErrWriter, rep, err)
+			backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
+			return err
 		},
 	}
 }
 
-func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Options, error) {
+// backupFlags are the flags of every command that starts a backup.
+func backupFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "staging", Usage: "publish the backup as `DIR`/LABEL (created if missing, parent must exist)", EnvVars: []string{"PGFBB_STAGING"}},
+		&cli.StringFlag{Name: "label", Usage: "backup `LABEL`, [A-Za-z0-9][A-Za-z0-9._-]{0,99} (default: pgfbb-YYYYMMDDTHHMMSSZ)"},
+		&cli.BoolFlag{Name: "fast", Usage: "start with an immediate checkpoint instead of a spread one"},
+		&cli.DurationFlag{Name: "start-timeout", Value: 23 * time.Hour, Usage: "give up (`DURATION`) when the backup has not started after this long"},
+		&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, Usage: "conninfo string, postgres:// URL or database `NAME`"},
+		&cli.StringFlag{Name: "pgdata", Usage: "data `DIR` to read pg_wal from (default: the server's data_directory)"},
+		&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; skip: stage only label and map"},
+		verboseFlag,
+	}
+}
+
+var verboseFlag = &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step, and a summary line on success"}
+
+// backupOptions reads backupFlags.
+func backupOptions(c *cli.Context) backup.Options {
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
 	}
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
-		StartTimeout: c.Duration("start-timeout"), Argv: command, Timeout: c.Duration("timeout"),
-		Grace: c.Duration("kill-grace"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
-		Stdout: os.Stdout, Stderr: os.Stderr, Force: force,
+		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
 		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	if !c.IsSet("label") {
 		opts.Label = backup.DefaultLabel(time.Now())
 	}
+	return opts
+}
+
+// options reads the wrapper's flags.
+func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Options, error) {
+	opts := backupOptions(c)
+	opts.Argv, opts.Timeout, opts.Grace = command, c.Duration("timeout"), c.Duration("kill-grace")
+	opts.Stdout, opts.Stderr, opts.Force = os.Stdout, os.Stderr, force
 	if s := c.String("command"); s != "" {
 		if len(opts.Argv) > 0 {
 			return opts, backup.UsageError(errors.New("give the snapshot command either after -- or with --command, not both"))
@@ -119,17 +147,9 @@ func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Op
 	return opts, nil
 }
 
-// report prints a run's outcome: nothing on success, one line per error when
-// the run failed before the backup started, the full report otherwise.
-func report(w io.Writer, rep *backup.Report, err error) error {
-	switch {
-	case err == nil:
-	case rep == nil || (rep.StartLSN == 0 && rep.Command == nil):
-		for _, e := range backup.Errors(err) {
-			fmt.Fprintf(w, "pgfbb-wrap: error: %v\n", e)
-		}
-	default:
-		rep.Format(w)
-	}
+// report prints the outcome of a command that failed before any backup
+// started, and returns its error.
+func report(w io.Writer, err error) error {
+	backup.Print(w, nil, err, false)
 	return err
 }

@@ -23,6 +23,7 @@ const (
 	PhaseSlot      Phase = "create-slot"
 	PhaseStart     Phase = "start"
 	PhaseSnapshot  Phase = "snapshot"
+	PhaseHold      Phase = "hold" // hook mode: waiting for post, in place of the snapshot
 	PhaseStop      Phase = "stop"
 	PhaseCollect   Phase = "collect-wal"
 	PhasePublish   Phase = "publish"
@@ -47,7 +48,7 @@ const (
 	ExitFailed    = 1 // the backup failed after it started (stop, staging, WAL)
 	ExitUsage     = 2 // usage or configuration error: nothing was touched
 	ExitPreflight = 3 // preflight refused: cannot connect, unsafe settings, privileges
-	ExitSnapshot  = 4 // the snapshot command failed or timed out; the backup was stopped cleanly
+	ExitSnapshot  = 4 // the snapshot command failed or timed out (hook mode: no post within --hold-timeout); the backup was stopped cleanly
 )
 
 // ExitCode maps the error of a run to the process exit code. When a run
@@ -86,7 +87,7 @@ func phaseCode(err error) int {
 		return ExitUsage
 	case PhaseConnect, PhasePreflight:
 		return ExitPreflight
-	case PhaseSnapshot:
+	case PhaseSnapshot, PhaseHold:
 		return ExitSnapshot
 	}
 	return ExitFailed

@@ -30,6 +30,7 @@ type Report struct {
 	WALFiles    int
 	StagedBytes int64
 	Notes       []string // things a DBA must know even when the run succeeded
+	Aborted     string   // why the backup was stopped without publishing, on request
 
 	Err error // every error of the run, nil on success
 }
@@ -52,14 +53,20 @@ func (r *Report) Summary() string {
 // Format writes the full report: what happened, then each error with its phase.
 func (r *Report) Format(w io.Writer) {
 	status := "complete"
-	if r.Err != nil {
+	switch {
+	case r.Err != nil:
 		status = "FAILED, nothing was published"
+	case r.Aborted != "":
+		status = "ABORTED, nothing was published"
 	}
 	fmt.Fprintf(w, "pgfbb-wrap: backup %s %s\n", r.Label, status)
 	line := func(k, format string, args ...any) {
 		fmt.Fprintf(w, "  %-15s "+format+"\n", append([]any{k + ":"}, args...)...)
 	}
 	line("reached", "%s", r.Reached)
+	if r.Aborted != "" {
+		line("aborted", "%s", r.Aborted)
+	}
 	if r.StartLSN != 0 {
 		line("start", "%s on timeline %d at %s", r.StartLSN, r.Timeline, r.StartedAt.UTC().Format(time.RFC3339))
 	}
@@ -90,6 +97,25 @@ func (r *Report) Format(w io.Writer) {
 		for _, l := range strings.Split(tail, "\n") {
 			fmt.Fprintf(w, "    | %s\n", l)
 		}
+	}
+}
+
+// Print writes a run's outcome: one line per error when the run failed
+// before the backup started, the full report when it failed or was aborted
+// later, and on success nothing, or the summary line when verbose.
+func Print(w io.Writer, r *Report, err error, verbose bool) {
+	switch {
+	case err == nil && r != nil && r.Aborted != "":
+		r.Format(w)
+	case err == nil && r != nil && verbose:
+		fmt.Fprintln(w, r.Summary())
+	case err == nil:
+	case r == nil || (r.StartLSN == 0 && r.Command == nil):
+		for _, e := range Errors(err) {
+			fmt.Fprintf(w, "pgfbb-wrap: error: %v\n", e)
+		}
+	default:
+		r.Format(w)
 	}
 }
 

@@ -48,11 +48,38 @@ type Options struct {
 	DBName       string // conninfo, URL or database name; "" uses the environment
 	PGData       string // overrides the server's data_directory
 	WAL          string
-	Stdout       io.Writer // the command's output goes here
-	Stderr       io.Writer
-	Force        <-chan struct{} // closed by a second signal
-	Log          *slog.Logger
+	Stdout       io.Writer       `json:"-"` // the command's output goes here
+	Stderr       io.Writer       `json:"-"`
+	Force        <-chan struct{} `json:"-"` // closed by a second signal
+	Log          *slog.Logger    `json:"-"`
+	// Hold, when set, takes the place of the snapshot command: the backup
+	// stays started until it returns. Argv, Timeout and Grace are unused.
+	Hold HoldFunc `json:"-"`
 }
+
+// HoldFunc keeps a started backup open until something outside the process
+// (a post hook) says it is done. It returns nil to stop and publish the
+// backup, an error wrapping ErrAborted to stop it and publish nothing, and
+// any other error to fail the run.
+type HoldFunc func(ctx context.Context, b *Running) error
+
+// ErrAborted is what a HoldFunc returns, wrapped, when the backup is to be
+// stopped without publishing: a requested abort, not a failure.
+var ErrAborted = errors.New("aborted on request")
+
+// Running is a started backup as a HoldFunc sees it.
+type Running struct {
+	// Vars are the values a snapshot command would see as PGFBB_* variables.
+	Vars map[string]string
+	// Partial is the temporary directory the backup is staged in; it
+	// is left behind only if the process dies before cleaning up.
+	Partial string
+	sess    *pgbackup.Session
+}
+
+// Ping checks that the backup's session is still alive: when it is not,
+// PostgreSQL has already aborted the backup.
+func (b *Running) Ping(ctx context.Context) error { return b.sess.Ping(ctx) }
 
 // DefaultLabel names a backup after its UTC start time.
 func DefaultLabel(t time.Time) string { return "pgfbb-" + t.UTC().Format("20060102T150405Z") }
@@ -70,7 +97,8 @@ const (
 
 var childVars = []string{EnvLabel, EnvStartLSN, EnvStartWAL, EnvTimeline, EnvPGData, EnvStaging}
 
-// Validate checks options that need neither the disk nor the database.
+// Validate checks the options a wrapped run and a held one share, needing
+// neither the disk nor the database; Run checks the snapshot command too.
 func (o *Options) Validate() error {
 	if o.Staging == "" {
 		return UsageError(errors.New("--staging is required"))
@@ -81,6 +109,14 @@ func (o *Options) Validate() error {
 	if o.WAL != WALCopy && o.WAL != WALSkip {
 		return UsageError(fmt.Errorf("--wal=%q: want copy or skip", o.WAL))
 	}
+	if o.StartTimeout <= 0 {
+		return UsageError(errors.New("--start-timeout must be positive"))
+	}
+	return nil
+}
+
+// validateCommand checks the snapshot command of a run that has one.
+func (o *Options) validateCommand() error {
 	if len(o.Argv) == 0 {
 		return UsageError(errors.New("no snapshot command: give it after -- or with --command"))
 	}
@@ -95,9 +131,6 @@ func (o *Options) Validate() error {
 		if _, err := exec.LookPath(o.Argv[0]); err != nil {
 			return UsageError(fmt.Errorf("snapshot command: %w", err))
 		}
-	}
-	if o.StartTimeout <= 0 {
-		return UsageError(errors.New("--start-timeout must be positive"))
 	}
 	return nil
 }
@@ -153,12 +186,15 @@ func interruption(ctx context.Context) *runner.Interrupted {
 
 func (r *run) execute(ctx context.Context) {
 	r.enter(PhaseUsage)
-	if err := r.opts.Validate(); err != nil {
+	err := r.opts.Validate()
+	if err == nil && r.opts.Hold == nil {
+		err = r.opts.validateCommand()
+	}
+	if err != nil {
 		r.errs = multierror.Append(r.errs, err)
 		return
 	}
 	r.enter(PhaseStaging)
-	var err error
 	if r.staging, err = walcollect.Prepare(r.opts.Staging, r.opts.Label); err != nil {
 		r.fail(PhaseStaging, err)
 		return
@@ -272,7 +308,20 @@ func (r *run) backup(ctx context.Context) {
 	r.report.StartLSN, r.report.Timeline, r.report.StartedAt = started.LSN, started.Timeline, started.At
 	r.log.Info("backup started", "lsn", started.LSN, "timeline", started.Timeline)
 
-	snapErr := r.snapshot(ctx, started)
+	vars := map[string]string{
+		EnvLabel:    r.opts.Label,
+		EnvStartLSN: started.LSN.String(),
+		EnvStartWAL: walcollect.SegmentFileName(started.Timeline, walcollect.SegmentNo(started.LSN, r.sess.Server().SegmentSize), r.sess.Server().SegmentSize),
+		EnvTimeline: strconv.FormatUint(uint64(started.Timeline), 10),
+		EnvPGData:   r.pgdata,
+		EnvStaging:  r.opts.Staging,
+	}
+	var snapErr error
+	if r.opts.Hold != nil {
+		snapErr = r.hold(ctx, vars)
+	} else {
+		snapErr = r.snapshot(ctx, vars)
+	}
 
 	r.enter(PhaseStop)
 	stopCtx, cancel := context.WithTimeout(db, stopTimeout)
@@ -290,17 +339,22 @@ func (r *run) backup(ctx context.Context) {
 	r.stage(ctx, started, stopped)
 }
 
-func (r *run) snapshot(ctx context.Context, started *pgbackup.Started) error {
-	r.enter(PhaseSnapshot)
-	srv := r.sess.Server()
-	vars := map[string]string{
-		EnvLabel:    r.opts.Label,
-		EnvStartLSN: started.LSN.String(),
-		EnvStartWAL: walcollect.SegmentFileName(started.Timeline, walcollect.SegmentNo(started.LSN, srv.SegmentSize), srv.SegmentSize),
-		EnvTimeline: strconv.FormatUint(uint64(started.Timeline), 10),
-		EnvPGData:   r.pgdata,
-		EnvStaging:  r.opts.Staging,
+// hold hands the started backup to the HoldFunc. An abort is recorded in
+// the report, not as an error, and stops the run before staging.
+func (r *run) hold(ctx context.Context, vars map[string]string) error {
+	r.enter(PhaseHold)
+	err := r.opts.Hold(ctx, &Running{Vars: vars, Partial: r.staging.TempDir(), sess: r.sess})
+	if errors.Is(err, ErrAborted) {
+		r.report.Aborted = err.Error()
+		r.log.Warn("backup aborted, nothing will be published", "reason", err)
+		return err
 	}
+	r.fail(PhaseHold, err)
+	return err
+}
+
+func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
+	r.enter(PhaseSnapshot)
 	argv, err := runner.Expand(r.opts.Argv, vars)
 	if err != nil {
 		r.fail(PhaseSnapshot, err)

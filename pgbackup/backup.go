@@ -127,6 +127,15 @@ func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
 	return st, nil
 }
 
+// Ping checks that the session is alive. Give ctx a generous bound: a ping
+// cancelled by it ends the session, and with it the backup.
+func (s *Session) Ping(ctx context.Context) error {
+	if _, err := s.conn.ExecContext(ctx, "SELECT 1"); err != nil {
+		return fmt.Errorf("check session: %w", s.classify(ctx, err))
+	}
+	return nil
+}
+
 // classify adds the meaning of errors a DBA must act on differently, and
 // notes when the session is gone: lib/pq closes a connection whose query was
 // cancelled, and the server ends the backup with it.

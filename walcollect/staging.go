@@ -93,6 +93,9 @@ func Prepare(root, label string) (*Staging, error) {
 // Path is where the backup will be once published.
 func (s *Staging) Path() string { return filepath.Join(s.root, s.label) }
 
+// TempDir is the temporary directory the backup is assembled in until Publish.
+func (s *Staging) TempDir() string { return s.dir }
+
 // Files lists what has been staged so far, in staging order.
 func (s *Staging) Files() []File { return slices.Clone(s.files) }
 

@@ -1,0 +1,303 @@
+package hook
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+)
+
+// Spec is everything a holder needs. pre sends it over a pipe rather than
+// the command line, where a conninfo with a password would show in ps.
+type Spec struct {
+	Backup      backup.Options `json:"backup"`
+	RunDir      string         `json:"run_dir"`
+	HoldTimeout time.Duration  `json:"hold_timeout"`
+	Verbose     bool           `json:"verbose"`
+}
+
+// Control operations, sent as one JSON line over the socket.
+const (
+	OpPost  = "post"
+	OpAbort = "abort"
+)
+
+// The holder checks its session this often, so that a backup the server
+// already ended is reported within seconds, not at post.
+const (
+	pingEvery   = 5 * time.Second
+	pingTimeout = time.Minute // a cancelled ping would end the session itself
+	lockWait    = 2 * time.Second
+)
+
+// message is what a holder tells pre: the backup started, or the outcome of
+// a run that never got that far.
+type message struct {
+	Started *State  `json:"started,omitempty"`
+	Result  *Result `json:"result,omitempty"`
+}
+
+type request struct {
+	Op   string `json:"op"`
+	conn net.Conn
+}
+
+// Phases of a holder, as the control socket sees them.
+const (
+	phaseStarting = iota
+	phaseHeld
+	phaseFinishing
+)
+
+type holder struct {
+	spec   Spec
+	dir    runDir
+	log    *slog.Logger
+	logf   *os.File
+	status io.WriteCloser // to pre, until the backup started or failed
+	owner  bool           // the label's lock is ours: its files may be written
+
+	mu    sync.Mutex
+	phase int
+	ctrl  chan *request // the one post or abort accepted while held
+	req   *request
+}
+
+// Hold is the holder process. It reads its Spec from spec, reports to pre
+// on status, logs to logf, runs the backup until post, abort, --hold-timeout,
+// a signal or the loss of its session, and hands the outcome to whoever is
+// waiting. It returns the outcome's exit code.
+func Hold(ctx context.Context, spec io.Reader, status io.WriteCloser, logf *os.File) int {
+	// The holder has its own session and no terminal; a stray hangup from
+	// the orchestrator that ran pre must not end the backup either.
+	signal.Ignore(syscall.SIGHUP)
+	h := &holder{status: status, logf: logf, ctrl: make(chan *request, 1),
+		log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	if err := json.NewDecoder(spec).Decode(&h.spec); err != nil {
+		res := failure("", backup.ExitUsage, fmt.Errorf("read holder spec: %w", err))
+		h.log.Error("hold is started by pre, not by hand", "err", err)
+		h.deliver(res)
+		return res.ExitCode
+	}
+	h.dir = runDir(h.spec.RunDir)
+	return h.run(ctx).ExitCode
+}
+
+func failure(label string, code int, err error) *Result {
+	return &Result{Label: label, ExitCode: code, Report: "pgfbb-wrap: error: " + err.Error() + "\n"}
+}
+
+func (h *holder) run(ctx context.Context) *Result {
+	label := h.spec.Backup.Label
+	lock, err := h.dir.lock(label, lockWait)
+	if err != nil {
+		if errors.Is(err, errBusy) {
+			err = fmt.Errorf("a backup labelled %s is already held (see pgfbb-wrap status)", label)
+		}
+		res := failure(label, backup.ExitUsage, err)
+		h.deliver(res)
+		return res
+	}
+	h.owner = true
+	// pre opened the log for appending before the label was ours.
+	h.logf.Truncate(0)
+	notes := h.discardStale(label)
+	sock := h.dir.path(label, "sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err == nil {
+		err = os.Chmod(sock, 0o600)
+	}
+	if err != nil {
+		res := failure(label, backup.ExitUsage, fmt.Errorf("control socket: %w", err))
+		h.deliver(res)
+		h.dir.release(lock, label, "log")
+		return res
+	}
+	go h.serve(ln)
+
+	opts := h.spec.Backup
+	opts.Log = h.log
+	opts.Hold = func(ctx context.Context, b *backup.Running) error { return h.hold(ctx, b, notes) }
+	rep, err := backup.Run(ctx, opts)
+	ln.Close()
+	var out bytes.Buffer
+	backup.Print(&out, rep, err, false)
+	res := &Result{Label: label, ExitCode: backup.ExitCode(err), Report: out.String(), Path: rep.Path}
+	if err == nil {
+		res.Summary = rep.Summary()
+	}
+	h.log.Info("finished", "exit_code", res.ExitCode, "report", res.Report)
+	// The log outlives the holder only with an outcome nobody has seen.
+	if h.deliver(res) {
+		h.dir.release(lock, label)
+	} else {
+		h.dir.release(lock, label, "result", "log")
+	}
+	return res
+}
+
+// discardStale removes what earlier holders of the label left: an outcome
+// no post collected, or the state and partial backup of a holder that died.
+// Holding the lock proves none of them is alive.
+func (h *holder) discardStale(label string) []string {
+	var notes []string
+	if res, _ := readJSON[Result](h.dir.path(label, "result")); res != nil {
+		notes = append(notes, fmt.Sprintf("discarded the uncollected outcome (exit %d) of an earlier backup labelled %s", res.ExitCode, label))
+	}
+	if st, _ := readJSON[State](h.dir.path(label, "state")); st != nil {
+		os.RemoveAll(st.Partial)
+		notes = append(notes, fmt.Sprintf("cleaned up after an earlier holder of %s (pid %d) that died", label, st.PID))
+	}
+	for _, n := range notes {
+		h.log.Warn(n)
+	}
+	os.Remove(h.dir.path(label, "result"))
+	os.Remove(h.dir.path(label, "state"))
+	return notes
+}
+
+// hold is the HoldFunc: it publishes the state, lets pre return, and waits.
+func (h *holder) hold(ctx context.Context, b *backup.Running, notes []string) error {
+	defer h.setPhase(phaseFinishing)
+	st := &State{Label: h.spec.Backup.Label, PID: os.Getpid(), Vars: b.Vars, StartedAt: time.Now().UTC(),
+		HoldTimeout: h.spec.HoldTimeout, Partial: b.Partial, Log: h.dir.path(h.spec.Backup.Label, "log"), Notes: notes}
+	if err := writeJSON(h.dir.path(st.Label, "state"), st); err != nil {
+		return err
+	}
+	h.setPhase(phaseHeld)
+	if !h.send(message{Started: st}) {
+		return errors.New("pre went away before it learned that the backup started")
+	}
+	h.log.Info("backup held", "label", st.Label, "start_lsn", b.Vars[backup.EnvStartLSN], "hold_timeout", h.spec.HoldTimeout)
+	timeout := time.NewTimer(h.spec.HoldTimeout)
+	defer timeout.Stop()
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case req := <-h.ctrl:
+			h.req = req
+			h.log.Info("request", "op", req.Op)
+			if req.Op == OpAbort {
+				return fmt.Errorf("%w by pgfbb-wrap abort", backup.ErrAborted)
+			}
+			return nil
+		case <-timeout.C:
+			return fmt.Errorf("no post or abort within --hold-timeout %s: the backup was stopped and nothing published", h.spec.HoldTimeout)
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+			err := b.Ping(pctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func (h *holder) setPhase(p int) {
+	h.mu.Lock()
+	h.phase = p
+	h.mu.Unlock()
+}
+
+// send tells pre something, once: pre stops listening after one message.
+func (h *holder) send(m message) bool {
+	if h.status == nil {
+		return false
+	}
+	err := json.NewEncoder(h.status).Encode(m)
+	h.status.Close()
+	h.status = nil
+	return err == nil
+}
+
+// deliver hands the outcome to pre if it is still waiting, else to the post
+// or abort that ended the hold, else leaves it in the run directory for the
+// next post. It reports whether someone received it.
+func (h *holder) deliver(res *Result) bool {
+	if h.send(message{Result: res}) {
+		return true
+	}
+	if h.req == nil {
+		select {
+		case h.req = <-h.ctrl:
+		default:
+		}
+	}
+	if h.req != nil {
+		err := json.NewEncoder(h.req.conn).Encode(res)
+		h.req.conn.Close()
+		if err == nil {
+			return true
+		}
+		h.log.Warn("the post or abort that asked went away", "err", err)
+	}
+	if !h.owner {
+		return false
+	}
+	if err := writeJSON(h.dir.path(res.Label, "result"), res); err != nil {
+		h.log.Error("keep the outcome for post", "err", err)
+	}
+	return false
+}
+
+// serve answers the control socket: the first post or abort while the
+// backup is held ends the hold; anything else gets an error at once.
+func (h *holder) serve(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go h.handle(conn)
+	}
+}
+
+func (h *holder) handle(conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	req := &request{conn: conn}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, req)
+	}
+	if err == nil && req.Op != OpPost && req.Op != OpAbort {
+		err = fmt.Errorf("unknown operation %q", req.Op)
+	}
+	if err != nil {
+		h.refuse(conn, err)
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.phase {
+	case phaseStarting:
+		h.refuse(conn, fmt.Errorf("backup %s is still starting: wait for pre to return", h.spec.Backup.Label))
+	case phaseHeld:
+		h.phase = phaseFinishing
+		h.ctrl <- req
+	default:
+		h.refuse(conn, fmt.Errorf("backup %s is already being finished", h.spec.Backup.Label))
+	}
+}
+
+func (h *holder) refuse(conn net.Conn, err error) {
+	json.NewEncoder(conn).Encode(failure(h.spec.Backup.Label, backup.ExitUsage, err))
+	conn.Close()
+}
