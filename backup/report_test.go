@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -62,6 +63,7 @@ func TestHumanBytes(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	base := Options{Staging: "/x", Label: "l", WAL: WALCopy, Argv: []string{"true"}, StartTimeout: time.Hour}
+	held := func(context.Context, *Running) error { return nil }
 	tests := []struct {
 		name   string
 		modify func(*Options)
@@ -76,12 +78,14 @@ func TestValidate(t *testing.T) {
 		{"known var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_START_WAL}"} }, ""},
 		{"not found", func(o *Options) { o.Argv = []string{"no-such-snapshot-tool"} }, "executable file not found"},
 		{"start timeout", func(o *Options) { o.StartTimeout = 0 }, "--start-timeout"},
+		{"a hold needs no command", func(o *Options) { o.Argv, o.Hold = nil, held }, ""},
+		{"a hold still needs a label", func(o *Options) { o.Hold, o.Label = held, "" }, "invalid label"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := base
 			tt.modify(&o)
-			err := o.Validate()
+			err := o.validate()
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -120,5 +124,45 @@ func TestErrorsSplitsCombinedPhaseErrors(t *testing.T) {
 	}
 	if got := Errors(errors.New("single")); len(got) != 1 {
 		t.Fatalf("Errors(single) = %v", got)
+	}
+}
+
+func TestPrint(t *testing.T) {
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	started := Report{Label: "n", Reached: PhaseStop, Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000138,
+		StartedAt: at, StoppedAt: at.Add(time.Second), WALMode: WALCopy}
+	aborted := started
+	aborted.Aborted = "aborted on request by pgfbb-wrap abort"
+	early := &PhaseError{Phase: PhaseConnect, Err: errors.New("no server")}
+	tests := []struct {
+		name    string
+		rep     *Report
+		err     error
+		verbose bool
+		want    []string // lines that must appear; none means no output
+	}{
+		{"success is silent", &started, nil, false, nil},
+		{"verbose success is one line", &started, nil, true, []string{"pgfbb-wrap: backup n complete:"}},
+		{"an abort is always reported", &aborted, nil, false, []string{"backup n ABORTED, nothing was published", "aborted:        aborted on request by pgfbb-wrap abort"}},
+		{"failure before start is one line", &Report{Label: "n"}, multierror.Append(nil, early), false, []string{"pgfbb-wrap: error: connect: no server\n"}},
+		{"failure without a report", nil, early, false, []string{"pgfbb-wrap: error: connect: no server\n"}},
+		{"failure after start is the full report", &started, multierror.Append(nil, &PhaseError{Phase: PhaseHold, Err: errors.New("timeout")}), false, []string{"FAILED", "- hold: timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.rep != nil {
+				tt.rep.Err = tt.err
+			}
+			var b strings.Builder
+			Print(&b, tt.rep, tt.err, tt.verbose)
+			if len(tt.want) == 0 && b.Len() > 0 {
+				t.Fatalf("printed %q", b.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, b.String())
+				}
+			}
+		})
 	}
 }

@@ -115,7 +115,15 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// validateCommand checks the snapshot command of a run that has one.
+// validate is Validate plus the snapshot command, unless a HoldFunc
+// takes its place.
+func (o *Options) validate() error {
+	if err := o.Validate(); err != nil || o.Hold != nil {
+		return err
+	}
+	return o.validateCommand()
+}
+
 func (o *Options) validateCommand() error {
 	if len(o.Argv) == 0 {
 		return UsageError(errors.New("no snapshot command: give it after -- or with --command"))
@@ -186,15 +194,12 @@ func interruption(ctx context.Context) *runner.Interrupted {
 
 func (r *run) execute(ctx context.Context) {
 	r.enter(PhaseUsage)
-	err := r.opts.Validate()
-	if err == nil && r.opts.Hold == nil {
-		err = r.opts.validateCommand()
-	}
-	if err != nil {
+	if err := r.opts.validate(); err != nil {
 		r.errs = multierror.Append(r.errs, err)
 		return
 	}
 	r.enter(PhaseStaging)
+	var err error
 	if r.staging, err = walcollect.Prepare(r.opts.Staging, r.opts.Label); err != nil {
 		r.fail(PhaseStaging, err)
 		return

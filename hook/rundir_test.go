@@ -1,0 +1,143 @@
+package hook
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+)
+
+func TestLockExcludesAndSurvivesRelease(t *testing.T) {
+	d := runDir(t.TempDir())
+	first, err := d.tryLock("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.lock("a", 50*time.Millisecond); !errors.Is(err, errBusy) {
+		t.Fatalf("second lock = %v, want errBusy", err)
+	}
+	d.release(first, "a")
+	if _, err := os.Stat(d.path("a", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("release left the lock file: %v", err)
+	}
+	second, err := d.tryLock("a")
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	second.Close()
+}
+
+// entries writes a run directory with one label in each status.
+func entries(t *testing.T) (runDir, func()) {
+	t.Helper()
+	d := runDir(t.TempDir())
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	state := func(label string, age time.Duration) {
+		partial := filepath.Join(string(d), "."+label+".partial")
+		os.Mkdir(partial, 0o700)
+		if err := writeJSON(d.path(label, "state"), &State{Label: label, PID: 42, StartedAt: at.Add(-age), Partial: partial}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := d.tryLock("held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state("held", time.Minute)
+	starting, err := d.tryLock("starting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state("dead", time.Hour)
+	if err := writeJSON(d.path("ended", "result"), &Result{Label: "ended", ExitCode: 4, Report: "timed out\n"}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(d.path("leftover", "lock"), nil, 0o600)
+	os.WriteFile(d.path("old", "log"), nil, 0o600)
+	return d, func() { held.Close(); starting.Close() }
+}
+
+func TestList(t *testing.T) {
+	d, unlock := entries(t)
+	defer unlock()
+	got, err := List(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary []string
+	for _, e := range got {
+		summary = append(summary, e.Label+"="+e.Status)
+	}
+	// Oldest first; entries without a state sort first.
+	want := "ended=ended starting=starting dead=dead held=held"
+	if strings.Join(summary, " ") != want {
+		t.Fatalf("List = %v, want %s", summary, want)
+	}
+	if _, err := os.Stat(d.path("leftover", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a lock file with no entry was kept")
+	}
+	if _, err := os.Stat(d.path("old", "log")); err != nil {
+		t.Errorf("List removed a log: %v", err)
+	}
+}
+
+func TestSelect(t *testing.T) {
+	d, unlock := entries(t)
+	defer unlock()
+	if got, err := Select(string(d), "given"); err != nil || got != "given" {
+		t.Fatalf("Select with a label = %q, %v", got, err)
+	}
+	_, err := Select(string(d), "")
+	if backup.ExitCode(err) != backup.ExitUsage || !strings.Contains(err.Error(), "4 backups are held") ||
+		!strings.Contains(err.Error(), "held (held by pid 42)") {
+		t.Fatalf("Select among several = %v", err)
+	}
+	_, err = Select(t.TempDir(), "")
+	if backup.ExitCode(err) != backup.ExitUsage || !strings.Contains(err.Error(), "no backup is held") {
+		t.Fatalf("Select in an empty run directory = %v", err)
+	}
+	one := runDir(t.TempDir())
+	writeJSON(one.path("only", "result"), &Result{Label: "only"})
+	if got, err := Select(string(one), ""); err != nil || got != "only" {
+		t.Fatalf("Select of the only entry = %q, %v", got, err)
+	}
+}
+
+func TestFinishWithoutHolder(t *testing.T) {
+	d, unlock := entries(t)
+	defer unlock()
+	ctx := context.Background()
+	tests := []struct {
+		label, op string
+		code      int
+		want      string
+	}{
+		{"ended", OpPost, 4, "timed out"},
+		{"dead", OpPost, backup.ExitFailed, "died without stopping it"},
+		{"dead", OpAbort, backup.ExitUsage, "no backup labelled dead is held"}, // collected just above
+		{"never", OpPost, backup.ExitUsage, "no backup labelled never is held"},
+	}
+	for _, tt := range tests {
+		res, err := Finish(ctx, string(d), tt.label, tt.op)
+		code, text := backup.ExitCode(err), ""
+		if err != nil {
+			text = err.Error()
+		} else {
+			code, text = res.ExitCode, res.Report
+		}
+		if code != tt.code || !strings.Contains(text, tt.want) {
+			t.Errorf("%s %s: exit %d %q, want %d and %q", tt.op, tt.label, code, text, tt.code, tt.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(string(d), ".dead.partial")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the dead holder's partial backup was kept")
+	}
+	if _, err := os.Stat(d.path("dead", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the dead holder's lock file was kept")
+	}
+}
