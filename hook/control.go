@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
 // A holder that is alive but does not listen has closed its socket and is
@@ -25,6 +26,9 @@ const (
 // listed, because finishing the wrong backup cannot be undone.
 func Select(dir, label string) (string, error) {
 	if label != "" {
+		if err := walcollect.ValidateLabel(label); err != nil {
+			return "", backup.UsageError(err)
+		}
 		return label, nil
 	}
 	entries, err := List(dir)
@@ -51,7 +55,17 @@ func Finish(ctx context.Context, dir, label, op string) (*Result, error) {
 	d := runDir(dir)
 	deadline := time.Now().Add(retryFor)
 	for {
-		conn, err := (&net.Dialer{}).DialContext(ctx, "unix", d.path(label, "sock"))
+		var conn net.Conn
+		err := d.socketAddr(label, func(addr string) error {
+			var err error
+			conn, err = (&net.Dialer{}).DialContext(ctx, "unix", addr)
+			return err
+		})
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(dir); serr != nil {
+				return nil, backup.UsageError(fmt.Errorf("no backup labelled %s is held: %w", label, serr))
+			}
+		}
 		if err == nil {
 			return ask(ctx, conn, op)
 		}

@@ -83,6 +83,9 @@ func Hold(ctx context.Context, spec io.Reader, status io.WriteCloser, logf *os.F
 	// The holder has its own session and no terminal; a stray hangup from
 	// the orchestrator that ran pre must not end the backup either.
 	signal.Ignore(syscall.SIGHUP)
+	// Everything the holder creates is private to its user, the control
+	// socket from the moment it exists.
+	syscall.Umask(0o077)
 	h := &holder{status: status, logf: logf, ctrl: make(chan *request, 1),
 		log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	if err := json.NewDecoder(spec).Decode(&h.spec); err != nil {
@@ -116,8 +119,16 @@ func (h *holder) run(ctx context.Context) *Result {
 	notes := h.discardStale(label)
 	sock := h.dir.path(label, "sock")
 	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	var ln *net.UnixListener
+	err = h.dir.socketAddr(label, func(addr string) error {
+		var err error
+		ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
+		return err
+	})
 	if err == nil {
+		// The address named a descriptor that is closed by now; release
+		// removes the socket.
+		ln.SetUnlinkOnClose(false)
 		err = os.Chmod(sock, 0o600)
 	}
 	if err != nil {

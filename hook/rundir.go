@@ -7,7 +7,7 @@
 // Per label, the run directory holds:
 //
 //	LABEL.lock    flock held by the holder for its whole life
-//	LABEL.sock    the holder's control socket (0600)
+//	HASH.sock     the holder's control socket (0600), named for the label
 //	LABEL.state   written once the backup has started (pid, LSN, ...)
 //	LABEL.result  the outcome, when the holder ended with no post to tell
 //	LABEL.log     the holder's log; it outlives the holder when no one
@@ -15,6 +15,8 @@
 package hook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,7 +92,31 @@ var errBusy = errors.New("held by a running holder")
 
 type runDir string
 
-func (d runDir) path(label, kind string) string { return filepath.Join(string(d), label+"."+kind) }
+func (d runDir) path(label, kind string) string {
+	if kind == "sock" {
+		return filepath.Join(string(d), sockName(label))
+	}
+	return filepath.Join(string(d), label+"."+kind)
+}
+
+// sockName is short whatever the label, because a socket's whole address
+// must fit in 108 bytes; see socketAddr.
+func sockName(label string) string {
+	sum := sha256.Sum256([]byte(label))
+	return hex.EncodeToString(sum[:8]) + ".sock"
+}
+
+// socketAddr calls fn with an address of label's socket that fits in a
+// sockaddr_un however long the run directory's path is: the socket is
+// reached through the directory's descriptor.
+func (d runDir) socketAddr(label string, fn func(addr string) error) error {
+	dir, err := os.Open(string(d))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return fn(fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), sockName(label)))
+}
 
 // lock takes the label, retrying for up to wait: a status probe holds the
 // lock for an instant, a live holder for its whole life.
@@ -153,7 +179,7 @@ func (d runDir) labels() ([]string, error) {
 	var labels []string
 	for _, e := range entries {
 		label, kind, ok := cutKind(e.Name())
-		if ok && kind != "log" && !slices.Contains(labels, label) {
+		if ok && kind != "log" && kind != "sock" && !slices.Contains(labels, label) {
 			labels = append(labels, label)
 		}
 	}

@@ -92,6 +92,74 @@ func amcheck(t *testing.T, c *pgtest.Cluster) {
 	t.Logf("amcheck: %s btree indexes checked clean", n)
 }
 
+// restoreAndCheck restores a staged backup into a writable snapshot of
+// snapshot and proves it: recovery reaches consistency and stops there, the
+// marker row committed before the backup is present and the one after is
+// not, pgbench's accounts are all there, and amcheck is clean.
+func restoreAndCheck(t *testing.T, in pgtest.Install, fs *btrfstest.FS, snapshot, staged string) {
+	t.Helper()
+	dir := filepath.Join(fs.Mount, "restore-"+filepath.Base(staged))
+	btrfstest.Snapshot(t, snapshot, dir, false)
+	runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of "+filepath.Base(staged)+" laid out")
+	rc := pgtest.Existing(t, in, dir)
+	rdb := rc.StartRecovered(t)
+	log := rc.LogTail(1 << 20)
+	for _, want := range []string{"consistent recovery state reached", "recovery stopping after reaching consistency"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("server log lacks %q", want)
+		}
+	}
+	if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker"); got != "before" {
+		t.Errorf("marker rows %q: want the row committed before the backup and not the one after", got)
+	}
+	if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != strconv.Itoa(scale*100000) {
+		t.Errorf("pgbench_accounts has %s rows, want %d", got, scale*100000)
+	}
+	amcheck(t, rc)
+}
+
+// scale is pgbench's scale factor for the clusters backed up under load.
+const scale = 3
+
+// bench is a cluster on a btrfs subvolume, initialised for pgbench, with a
+// marker table that says whether a row was committed before the backup.
+type bench struct {
+	fs    *btrfstest.FS
+	c     *pgtest.Cluster
+	snaps string // a directory for snapshots on the same file system
+}
+
+func newBench(t *testing.T, in pgtest.Install, initArgs []string) *bench {
+	t.Helper()
+	fs := btrfstest.New(t, 4<<30) // sparse; small btrfs file systems run out of metadata space early
+	pgdata := fs.Subvolume(t, "pgdata")
+	pgtest.Chown(t, pgdata)
+	snaps := filepath.Join(fs.Mount, "snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := pgtest.New(t, in, pgtest.Options{PGData: pgdata, InitArgs: initArgs})
+	c.Client(t, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "postgres")
+	db := c.DB(t)
+	pgtest.Exec(t, db, "CREATE TABLE marker (phase text PRIMARY KEY)")
+	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('before')")
+	return &bench{fs: fs, c: c, snaps: snaps}
+}
+
+// load runs pgbench and switches WAL segments every switchEvery, so that a
+// backup spans several segments whatever the machine's speed. The returned
+// stop ends both and commits the marker row that a restore must not have.
+func (b *bench) load(t *testing.T, switchEvery time.Duration) (stop func()) {
+	stopLoad := load(t, b.c)
+	stopSwitch := switchWAL(t, b.c, switchEvery)
+	time.Sleep(time.Second) // pgbench is writing before the backup starts
+	return func() {
+		stopSwitch()
+		pgtest.Exec(t, b.c.DB(t), "INSERT INTO marker VALUES ('after')")
+		stopLoad()
+	}
+}
+
 // matrixResult is one row of the table printed after the tests.
 type matrixResult struct {
 	target   string
@@ -114,30 +182,14 @@ func TestEndToEndRestore(t *testing.T) {
 
 func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	in := tg.Install
-	fs := btrfstest.New(t, 4<<30) // sparse; small btrfs file systems run out of metadata space early
-	pgdata := fs.Subvolume(t, "pgdata")
-	pgtest.Chown(t, pgdata)
-	snaps := filepath.Join(fs.Mount, "snaps")
-	if err := os.Mkdir(snaps, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	c := pgtest.New(t, in, pgtest.Options{PGData: pgdata, InitArgs: tg.InitArgs()})
-	db := c.DB(t)
-	const scale = 3
-	c.Client(t, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "postgres")
-	pgtest.Exec(t, db, "CREATE TABLE marker (phase text PRIMARY KEY)")
-	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('before')")
-
-	stopLoad := load(t, c)
+	b := newBench(t, in, tg.InitArgs())
+	fs, snaps := b.fs, b.snaps
 	// About the same WAL volume per second whatever the segment size.
-	stopSwitch := switchWAL(t, c, time.Duration(tg.SegmentSize()>>20)*25*time.Millisecond)
-	time.Sleep(time.Second) // pgbench is writing before the backup starts
+	stop := b.load(t, time.Duration(tg.SegmentSize()>>20)*25*time.Millisecond)
 	staging := filepath.Join(t.TempDir(), "staging")
-	r := runTool(t, c.Env(), "--staging", staging, "--label", "e2e", "--fast", "--",
+	r := runTool(t, b.c.Env(), "--staging", staging, "--label", "e2e", "--fast", "--",
 		"sh", "-c", `btrfs subvolume snapshot -r "$PGFBB_PGDATA" `+snaps+`/${PGFBB_LABEL} && sleep 4`)
-	stopSwitch()
-	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('after')")
-	stopLoad()
+	stop()
 	r.want(t, 0)
 
 	staged := filepath.Join(staging, "e2e")
@@ -161,24 +213,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup e2e")
 
 	t.Run("restore with the staged WAL", func(t *testing.T) {
-		dir := filepath.Join(fs.Mount, "restore")
-		btrfstest.Snapshot(t, snapshot, dir, false)
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of e2e laid out")
-		rc := pgtest.Existing(t, in, dir)
-		rdb := rc.StartRecovered(t)
-		log := rc.LogTail(1 << 20)
-		for _, want := range []string{"consistent recovery state reached", "recovery stopping after reaching consistency"} {
-			if !strings.Contains(log, want) {
-				t.Errorf("server log lacks %q", want)
-			}
-		}
-		if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker"); got != "before" {
-			t.Errorf("marker rows %q: want the row committed before the backup and not the one after", got)
-		}
-		if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != strconv.Itoa(scale*100000) {
-			t.Errorf("pgbench_accounts has %s rows, want %d", got, scale*100000)
-		}
-		amcheck(t, rc)
+		restoreAndCheck(t, in, fs, snapshot, staged)
 		row.restored = !t.Failed()
 	})
 

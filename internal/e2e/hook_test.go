@@ -1,0 +1,264 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/hook"
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// holderState reads what the holder of label recorded once its backup started.
+func holderState(t *testing.T, staging, label string) *hook.State {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(hook.DefaultRunDir(staging), label+".state"))
+	if err != nil {
+		t.Fatalf("holder state of %s: %v", label, err)
+	}
+	var st hook.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// killHolders makes sure no holder outlives a test that failed midway.
+func killHolders(t *testing.T, staging string) {
+	t.Cleanup(func() {
+		entries, _ := hook.List(hook.DefaultRunDir(staging))
+		for _, e := range entries {
+			if e.State != nil && e.Status == hook.StatusHeld {
+				syscall.Kill(e.State.PID, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
+// waitGone waits for a holder process to exit.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(data), ") Z ") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("holder %d still running after 10s", pid)
+}
+
+// preVars parses pre's PGFBB_NAME=value lines.
+func preVars(t *testing.T, out string) map[string]string {
+	t.Helper()
+	vars := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || !strings.HasPrefix(k, "PGFBB_") {
+			t.Fatalf("pre printed %q, want PGFBB_NAME=value lines", line)
+		}
+		vars[k] = strings.Trim(v, "'")
+	}
+	return vars
+}
+
+// runDirEmpty checks that nothing of a finished label is left to confuse
+// the next pre or post.
+func runDirEmpty(t *testing.T, staging string) {
+	t.Helper()
+	left, _ := os.ReadDir(hook.DefaultRunDir(staging))
+	for _, e := range left {
+		t.Errorf("run directory still holds %s", e.Name())
+	}
+}
+
+// TestHookRestore is the two-command backup an orchestrator runs: pre, a
+// snapshot taken by a separate process, post; then restored and checked.
+func TestHookRestore(t *testing.T) {
+	in := pgtest.DefaultInstall(t)
+	b := newBench(t, in, nil)
+	stop := b.load(t, 400*time.Millisecond)
+	staging := filepath.Join(t.TempDir(), "staging")
+	killHolders(t, staging)
+
+	// pre runs in a shell that exits at once, as a hook runner's would.
+	r := runTool(t, b.c.Env(), "pre", "--staging", staging, "--label", "hooked", "--fast")
+	r.want(t, 0)
+	vars := preVars(t, r.stdout)
+	if vars["PGFBB_LABEL"] != "hooked" || vars["PGFBB_PGDATA"] != b.c.PGData || vars["PGFBB_TIMELINE"] != "1" {
+		t.Fatalf("pre printed %v", vars)
+	}
+	st := holderState(t, staging, "hooked")
+	if st.Vars["PGFBB_START_LSN"] != vars["PGFBB_START_LSN"] {
+		t.Errorf("holder state %v disagrees with pre's output %v", st.Vars, vars)
+	}
+	// The holder has its own session and shrugs off a hangup.
+	if sid, _ := syscall.Getpgid(st.PID); sid != st.PID {
+		t.Errorf("holder %d is in process group %d, want its own", st.PID, sid)
+	}
+	syscall.Kill(st.PID, syscall.SIGHUP)
+	runTool(t, nil, "status", "--staging", staging).want(t, 0, "hooked", "held", strconv.Itoa(st.PID), vars["PGFBB_START_LSN"])
+
+	snapshot := filepath.Join(b.snaps, "hooked")
+	time.Sleep(2 * time.Second) // the backup spans WAL switches under load
+	if out, err := exec.Command("btrfs", "subvolume", "snapshot", "-r", vars["PGFBB_PGDATA"], snapshot).CombinedOutput(); err != nil {
+		t.Fatalf("snapshot: %v %s", err, out)
+	}
+	time.Sleep(2 * time.Second)
+	r = runTool(t, nil, "post", "--staging", staging, "-v")
+	stop()
+	r.want(t, 0, "backup hooked complete")
+	waitGone(t, st.PID)
+	waitClean(t, b.c.DB(t))
+	runDirEmpty(t, staging)
+
+	staged := filepath.Join(staging, "hooked")
+	m := readManifest(t, staged)
+	if m.StartLSN.String() != vars["PGFBB_START_LSN"] || m.Command != nil {
+		t.Errorf("manifest %+v", m)
+	}
+	if m.StartWAL == m.StopWAL {
+		t.Errorf("the backup spans one segment only (%s): the WAL switches did not happen", m.StartWAL)
+	}
+	for kind, want := range map[string]string{"dir": staged, "label-file": filepath.Join(staged, walcollect.LabelFile),
+		"wal-list": filepath.Join(staged, walcollect.WALListFile)} {
+		runTool(t, nil, "path", "--staging", staging, "--label", "hooked", kind).want(t, 0)
+		if got := strings.TrimSpace(lastStdout.String()); got != want {
+			t.Errorf("path %s = %q, want %q", kind, got, want)
+		}
+	}
+	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup hooked")
+	restoreAndCheck(t, in, b.fs, snapshot, staged)
+}
+
+// TestHookFailures covers every way a held backup can end other than post.
+func TestHookFailures(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	db := c.DB(t)
+	env := c.Env()
+	newStaging := func(t *testing.T) string {
+		st := filepath.Join(t.TempDir(), "staging")
+		killHolders(t, st)
+		return st
+	}
+	pre := func(t *testing.T, staging, label string, args ...string) *hook.State {
+		t.Helper()
+		runTool(t, env, append([]string{"pre", "--staging", staging, "--label", label, "--fast"}, args...)...).want(t, 0)
+		return holderState(t, staging, label)
+	}
+	published := func(t *testing.T, staging, label string) bool {
+		_, err := os.Stat(filepath.Join(staging, label, walcollect.ManifestFile))
+		return err == nil
+	}
+
+	t.Run("post without pre", func(t *testing.T) {
+		st := newStaging(t)
+		runTool(t, nil, "post", "--staging", st).want(t, 2, "no backup is held")
+		runTool(t, nil, "post", "--staging", st, "--label", "nope").want(t, 2, "no backup labelled nope is held")
+	})
+
+	t.Run("pre twice with one label", func(t *testing.T) {
+		st := newStaging(t)
+		first := pre(t, st, "twice")
+		runTool(t, env, "pre", "--staging", st, "--label", "twice", "--fast").want(t, 2, "already held by pid "+strconv.Itoa(first.PID))
+		runTool(t, nil, "post", "--staging", st, "--label", "twice").want(t, 0)
+		if !published(t, st, "twice") {
+			t.Error("the first backup was not published")
+		}
+		waitClean(t, db)
+	})
+
+	t.Run("pre that cannot start leaves nothing running", func(t *testing.T) {
+		st := newStaging(t)
+		runTool(t, []string{"PGHOST=/nonexistent"}, "pre", "--staging", st, "--label", "nodb").want(t, 3, "connect:", "/nonexistent")
+		runDirEmpty(t, st)
+		runTool(t, nil, "status", "--staging", st).want(t, 0, "no backups held")
+	})
+
+	t.Run("holder killed with SIGKILL", func(t *testing.T) {
+		st := newStaging(t)
+		h := pre(t, st, "killed")
+		syscall.Kill(h.PID, syscall.SIGKILL)
+		waitGone(t, h.PID)
+		// Its session ended with it: PostgreSQL aborted the backup and
+		// dropped the temporary slot.
+		waitClean(t, db)
+		runTool(t, nil, "status", "--staging", st).want(t, 0, "killed", "dead")
+		runTool(t, nil, "post", "--staging", st).want(t, 1, "holder of backup killed (pid "+strconv.Itoa(h.PID), "died without stopping it",
+			"PostgreSQL aborted the backup", "nothing was published")
+		if _, err := os.Stat(h.Partial); !os.IsNotExist(err) {
+			t.Errorf("the partial backup %s is left: %v", h.Partial, err)
+		}
+		if published(t, st, "killed") {
+			t.Error("a killed holder's backup was published")
+		}
+		// Only the log stays, for the post-mortem; the label is free.
+		pre(t, st, "killed")
+		runTool(t, nil, "post", "--staging", st).want(t, 0)
+	})
+
+	t.Run("hold timeout", func(t *testing.T) {
+		st := newStaging(t)
+		h := pre(t, st, "slow", "--hold-timeout", "2s")
+		waitGone(t, h.PID)
+		waitClean(t, db)
+		runTool(t, nil, "status", "--staging", st).want(t, 0, "slow", "ended (exit 4, run post)")
+		runTool(t, nil, "post", "--staging", st).want(t, 4, "no post or abort within --hold-timeout 2s", "nothing was published")
+		runDirEmpty(t, st)
+		if published(t, st, "slow") {
+			t.Error("a timed-out backup was published")
+		}
+	})
+
+	t.Run("session terminated while held", func(t *testing.T) {
+		st := newStaging(t)
+		h := pre(t, st, "lost")
+		pgtest.Exec(t, db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'")
+		waitGone(t, h.PID) // the holder notices within seconds and ends
+		runTool(t, nil, "post", "--staging", st).want(t, 1, "hold: check session: database session lost", "nothing was published")
+		waitClean(t, db)
+	})
+
+	t.Run("SIGTERM to the holder stops the backup", func(t *testing.T) {
+		st := newStaging(t)
+		h := pre(t, st, "term")
+		syscall.Kill(h.PID, syscall.SIGTERM)
+		waitGone(t, h.PID)
+		waitClean(t, db)
+		runTool(t, nil, "post", "--staging", st).want(t, 143, "hold: interrupted by SIGTERM")
+	})
+
+	t.Run("concurrent labels on one cluster and on two", func(t *testing.T) {
+		st := newStaging(t)
+		other := pgtest.New(t, c.Install, pgtest.Options{})
+		pre(t, st, "one-a")
+		pre(t, st, "one-b")
+		runTool(t, other.Env(), "pre", "--staging", st, "--label", "two", "--fast").want(t, 0)
+		runTool(t, nil, "status", "--staging", st).want(t, 0, "one-a", "one-b", "two")
+		runTool(t, nil, "post", "--staging", st).want(t, 2, "3 backups are held", "one-a (held by pid", "give --label")
+		runTool(t, nil, "abort", "--staging", st, "--label", "one-a").want(t, 0, "ABORTED", "aborted on request by pgfbb-wrap abort")
+		runTool(t, nil, "post", "--staging", st, "--label", "one-b").want(t, 0)
+		runTool(t, nil, "post", "--staging", st, "--label", "two").want(t, 0)
+		for label, want := range map[string]bool{"one-a": false, "one-b": true, "two": true} {
+			if published(t, st, label) != want {
+				t.Errorf("%s published: %v, want %v", label, !want, want)
+			}
+		}
+		if a, b := readManifest(t, filepath.Join(st, "one-b")), readManifest(t, filepath.Join(st, "two")); a.SystemIdentifier == b.SystemIdentifier {
+			t.Error("the two clusters' backups have one system identifier")
+		}
+		runTool(t, nil, "verify", filepath.Join(st, "one-b")).want(t, 0)
+		runTool(t, nil, "verify", filepath.Join(st, "two")).want(t, 0)
+		runDirEmpty(t, st)
+		waitClean(t, db)
+		waitClean(t, other.DB(t))
+	})
+}
+
