@@ -261,4 +261,3 @@ func TestHookFailures(t *testing.T) {
 		waitClean(t, other.DB(t))
 	})
 }
-
