@@ -122,6 +122,7 @@ func Pre(ctx context.Context, spec Spec, exe string) (*State, error) {
 			}
 			if intr != nil {
 				res.ExitCode = intr.ExitCode()
+				res.Report = fmt.Sprintf("pgfbb-wrap: pre %s: the holder was told to stop\n", intr) + res.Report
 			}
 			return nil, &Failed{Result: res}
 		case err := <-failed:

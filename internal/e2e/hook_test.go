@@ -103,6 +103,11 @@ func TestHookRestore(t *testing.T) {
 	if sid, _ := syscall.Getpgid(st.PID); sid != st.PID {
 		t.Errorf("holder %d is in process group %d, want its own", st.PID, sid)
 	}
+	for fd, want := range map[string]string{"0": "/dev/null", "1": st.Log, "2": st.Log} {
+		if got, _ := os.Readlink("/proc/" + strconv.Itoa(st.PID) + "/fd/" + fd); got != want {
+			t.Errorf("holder fd %s is %q, want %q", fd, got, want)
+		}
+	}
 	syscall.Kill(st.PID, syscall.SIGHUP)
 	runTool(t, nil, "status", "--staging", staging).want(t, 0, "hooked", "held", strconv.Itoa(st.PID), vars["PGFBB_START_LSN"])
 
@@ -259,5 +264,39 @@ func TestHookFailures(t *testing.T) {
 		runDirEmpty(t, st)
 		waitClean(t, db)
 		waitClean(t, other.DB(t))
+	})
+}
+
+// TestPreNeverStarted covers a pre whose backup does not start: bounded by
+// --start-timeout, or interrupted. Either way no holder is left running.
+func TestPreNeverStarted(t *testing.T) {
+	// A spread checkpoint over many dirty buffers takes minutes.
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{Conf: []string{"checkpoint_timeout = 1h"}})
+	db := c.DB(t)
+	dirty := func() { pgtest.Exec(t, db, "DROP TABLE IF EXISTS dirty; CREATE TABLE dirty AS SELECT generate_series(1, 300000) AS i") }
+
+	t.Run("start timeout", func(t *testing.T) {
+		dirty()
+		st := filepath.Join(t.TempDir(), "staging")
+		runTool(t, c.Env(), "pre", "--staging", st, "--start-timeout", "1s").want(t, 1, "did not start within --start-timeout 1s")
+		runDirEmpty(t, st)
+		waitClean(t, db)
+	})
+
+	t.Run("SIGINT while starting", func(t *testing.T) {
+		dirty()
+		st := filepath.Join(t.TempDir(), "staging")
+		cmd, stderr := tool(c.Env(), "pre", "--staging", st, "--label", "intr")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		backendRunning(t, db) // the holder is in the spread checkpoint
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		r := result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+		t.Logf("pre: exit %d\n%s", r.code, r.stderr)
+		r.want(t, 130, "pre interrupted by SIGINT", "start: ")
+		runDirEmpty(t, st)
+		waitClean(t, db)
 	})
 }
