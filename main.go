@@ -22,9 +22,11 @@ import (
 const exitCodes = `EXIT CODES:
    0    success: the backup is published under STAGING/LABEL
    1    the backup failed after it started (stop, staging, WAL); nothing was published
-   2    usage or configuration error (bad flag or label, staging unusable); nothing was touched
+   2    usage or configuration error (bad flag or label, staging unusable; pre of a held label,
+        post or abort with nothing held); nothing was touched
    3    preflight refused (cannot connect, unsafe settings, missing privileges)
-   4    the snapshot command failed or timed out; the backup was still stopped cleanly
+   4    the snapshot command failed or timed out (hook mode: no post within --hold-timeout);
+        the backup was still stopped cleanly
    130  interrupted by SIGINT, 143 by SIGTERM: the command was signalled, the backup stopped, nothing published`
 
 func main() {

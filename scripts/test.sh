@@ -17,7 +17,7 @@ if [ -n "$unformatted" ]; then
 	echo "$unformatted" >&2
 	exit 1
 fi
-for script in scripts/*.sh examples/*.sh; do
+for script in scripts/*.sh examples/*.sh examples/*/*.sh; do
 	bash -n "$script"
 done
 go vet ./...

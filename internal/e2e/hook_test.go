@@ -88,8 +88,22 @@ func TestHookRestore(t *testing.T) {
 	staging := filepath.Join(t.TempDir(), "staging")
 	killHolders(t, staging)
 
-	// pre runs in a shell that exits at once, as a hook runner's would.
-	r := runTool(t, b.c.Env(), "pre", "--staging", staging, "--label", "hooked", "--fast")
+	// The example hooks, run as a hook runner would: pre, the snapshot and
+	// post are three processes that share nothing but the label.
+	shipped := filepath.Join(t.TempDir(), "shipped")
+	env := append(b.c.Env(), "PATH="+filepath.Dir(toolBin)+":"+os.Getenv("PATH"),
+		"PGFBB_STAGING="+staging, "LABEL=hooked", "SHIP_TO="+shipped)
+	hookScript := func(name string) result {
+		t.Helper()
+		cmd := exec.Command("bash", filepath.Join("..", "..", "examples", "prepost", name))
+		cmd.Env = append(os.Environ(), env...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		t.Logf("%s: exit %d\n%s%s", name, cmd.ProcessState.ExitCode(), stdout.String(), stderr.String())
+		return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	}
+	r := hookScript("pre.sh")
 	r.want(t, 0)
 	vars := preVars(t, r.stdout)
 	if vars["PGFBB_LABEL"] != "hooked" || vars["PGFBB_PGDATA"] != b.c.PGData || vars["PGFBB_TIMELINE"] != "1" {
@@ -99,7 +113,7 @@ func TestHookRestore(t *testing.T) {
 	if st.Vars["PGFBB_START_LSN"] != vars["PGFBB_START_LSN"] {
 		t.Errorf("holder state %v disagrees with pre's output %v", st.Vars, vars)
 	}
-	// The holder has its own session and shrugs off a hangup.
+	// The holder has its own session, no terminal, and shrugs off a hangup.
 	if sid, _ := syscall.Getpgid(st.PID); sid != st.PID {
 		t.Errorf("holder %d is in process group %d, want its own", st.PID, sid)
 	}
@@ -117,27 +131,23 @@ func TestHookRestore(t *testing.T) {
 		t.Fatalf("snapshot: %v %s", err, out)
 	}
 	time.Sleep(2 * time.Second)
-	r = runTool(t, nil, "post", "--staging", staging, "-v")
+	r = hookScript("post.sh")
 	stop()
-	r.want(t, 0, "backup hooked complete")
+	r.want(t, 0)
 	waitGone(t, st.PID)
 	waitClean(t, b.c.DB(t))
 	runDirEmpty(t, staging)
+	if _, err := os.Stat(filepath.Join(staging, "hooked")); !os.IsNotExist(err) {
+		t.Errorf("post.sh left the staged backup after shipping it: %v", err)
+	}
 
-	staged := filepath.Join(staging, "hooked")
+	staged := strings.TrimSpace(r.stdout)
 	m := readManifest(t, staged)
-	if m.StartLSN.String() != vars["PGFBB_START_LSN"] || m.Command != nil {
+	if m.Label != "hooked" || m.StartLSN.String() != vars["PGFBB_START_LSN"] || m.Command != nil {
 		t.Errorf("manifest %+v", m)
 	}
 	if m.StartWAL == m.StopWAL {
 		t.Errorf("the backup spans one segment only (%s): the WAL switches did not happen", m.StartWAL)
-	}
-	for kind, want := range map[string]string{"dir": staged, "label-file": filepath.Join(staged, walcollect.LabelFile),
-		"wal-list": filepath.Join(staged, walcollect.WALListFile)} {
-		runTool(t, nil, "path", "--staging", staging, "--label", "hooked", kind).want(t, 0)
-		if got := strings.TrimSpace(lastStdout.String()); got != want {
-			t.Errorf("path %s = %q, want %q", kind, got, want)
-		}
 	}
 	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup hooked")
 	restoreAndCheck(t, in, b.fs, snapshot, staged)
@@ -173,10 +183,16 @@ func TestHookFailures(t *testing.T) {
 		st := newStaging(t)
 		first := pre(t, st, "twice")
 		runTool(t, env, "pre", "--staging", st, "--label", "twice", "--fast").want(t, 2, "already held by pid "+strconv.Itoa(first.PID))
-		runTool(t, nil, "post", "--staging", st, "--label", "twice").want(t, 0)
-		if !published(t, st, "twice") {
-			t.Error("the first backup was not published")
+		runTool(t, nil, "post", "--staging", st, "--label", "twice", "-v").want(t, 0, "backup twice complete")
+		staged, _ := filepath.Abs(filepath.Join(st, "twice"))
+		for kind, want := range map[string]string{"dir": staged, "label-file": filepath.Join(staged, walcollect.LabelFile),
+			"wal-list": filepath.Join(staged, walcollect.WALListFile)} {
+			runTool(t, nil, "path", "--staging", st, "--label", "twice", kind).want(t, 0)
+			if got := strings.TrimSpace(lastStdout.String()); got != want {
+				t.Errorf("path %s = %q, want %q", kind, got, want)
+			}
 		}
+		runTool(t, nil, "path", "--staging", st, "--label", "never", "dir").want(t, 1, "no published backup never")
 		waitClean(t, db)
 	})
 

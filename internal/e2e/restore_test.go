@@ -100,7 +100,7 @@ func restoreAndCheck(t *testing.T, in pgtest.Install, fs *btrfstest.FS, snapshot
 	t.Helper()
 	dir := filepath.Join(fs.Mount, "restore-"+filepath.Base(staged))
 	btrfstest.Snapshot(t, snapshot, dir, false)
-	runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of "+filepath.Base(staged)+" laid out")
+	runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of "+readManifest(t, staged).Label+" laid out")
 	rc := pgtest.Existing(t, in, dir)
 	rdb := rc.StartRecovered(t)
 	log := rc.LogTail(1 << 20)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Pre-snapshot hook for orchestrators that run one command before the snapshot
+# and another after it (vzdump/Veeam pre-post scripts, SnapCenter, Velero exec
+# hooks, a cron script's "pre" step). Pair it with post.sh.
+#
+# Returns once the backup has started; its output is PGFBB_LABEL=... lines
+# that a calling shell may eval. A held label makes it fail (exit 2), so a
+# second run never disturbs a backup in progress.
+set -euo pipefail
+
+: "${PGFBB_STAGING:=/var/backups/pg/staging}" # where post publishes the backup
+: "${LABEL:=snapshot}"                         # the same in pre.sh and post.sh
+: "${HOLD_TIMEOUT:=2h}"                        # longer than the snapshot can take
+export PGFBB_STAGING PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
+
+exec pgfbb-wrap pre --label "$LABEL" --fast --hold-timeout "$HOLD_TIMEOUT"
