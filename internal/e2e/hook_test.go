@@ -289,7 +289,9 @@ func TestPreNeverStarted(t *testing.T) {
 	// A spread checkpoint over many dirty buffers takes minutes.
 	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{Conf: []string{"checkpoint_timeout = 1h"}})
 	db := c.DB(t)
-	dirty := func() { pgtest.Exec(t, db, "DROP TABLE IF EXISTS dirty; CREATE TABLE dirty AS SELECT generate_series(1, 300000) AS i") }
+	dirty := func() {
+		pgtest.Exec(t, db, "DROP TABLE IF EXISTS dirty; CREATE TABLE dirty AS SELECT generate_series(1, 300000) AS i")
+	}
 
 	t.Run("start timeout", func(t *testing.T) {
 		dirty()
