@@ -67,7 +67,11 @@ func Finish(ctx context.Context, dir, label, op string) (*Result, error) {
 			}
 		}
 		if err == nil {
-			return ask(ctx, conn, op)
+			res, err := ask(ctx, conn, op)
+			if !errors.Is(err, errNoAnswer) {
+				return res, err
+			}
+			// The holder is delivering its outcome elsewhere: find it there.
 		}
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
@@ -87,6 +91,9 @@ func Finish(ctx context.Context, dir, label, op string) (*Result, error) {
 	}
 }
 
+// errNoAnswer means the holder closed the connection without an answer.
+var errNoAnswer = errors.New("no answer")
+
 func ask(ctx context.Context, conn net.Conn, op string) (*Result, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -100,7 +107,9 @@ func ask(ctx context.Context, conn net.Conn, op string) (*Result, error) {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
-		return nil, fmt.Errorf("holder died before it answered %s: %w", op, err)
+		// Closed unanswered, or the holder died: either way the run
+		// directory tells what happened.
+		return nil, fmt.Errorf("%w: %w", errNoAnswer, err)
 	}
 	return &res, nil
 }

@@ -54,13 +54,6 @@ type request struct {
 	conn net.Conn
 }
 
-// Phases of a holder, as the control socket sees them.
-const (
-	phaseStarting = iota
-	phaseHeld
-	phaseFinishing
-)
-
 type holder struct {
 	spec   Spec
 	dir    runDir
@@ -69,10 +62,16 @@ type holder struct {
 	status io.WriteCloser // to pre, until the backup started or failed
 	owner  bool           // the label's lock is ours: its files may be written
 
-	mu    sync.Mutex
-	phase int
-	ctrl  chan *request // the one post or abort accepted while held
-	req   *request
+	// What the control socket may do: nothing until the backup started;
+	// then the first post or abort claims the outcome (it also ends the
+	// hold if the hold is still on); once the outcome is being delivered,
+	// connections are closed unanswered and post looks for it elsewhere.
+	mu      sync.Mutex
+	started bool
+	claimed bool
+	done    bool
+	ctrl    chan *request // the claiming request
+	req     *request
 }
 
 // Hold is the holder process. It reads its Spec from spec, reports to pre
@@ -182,13 +181,14 @@ func (h *holder) discardStale(label string) []string {
 
 // hold is the HoldFunc: it publishes the state, lets pre return, and waits.
 func (h *holder) hold(ctx context.Context, b *backup.Running, notes []string) error {
-	defer h.setPhase(phaseFinishing)
 	st := &State{Label: h.spec.Backup.Label, PID: os.Getpid(), Vars: b.Vars, StartedAt: time.Now().UTC(),
 		HoldTimeout: h.spec.HoldTimeout, Partial: b.Partial, Log: h.dir.path(h.spec.Backup.Label, "log"), Notes: notes}
 	if err := writeJSON(h.dir.path(st.Label, "state"), st); err != nil {
 		return err
 	}
-	h.setPhase(phaseHeld)
+	h.mu.Lock()
+	h.started = true
+	h.mu.Unlock()
 	if !h.send(message{Started: st}) {
 		return errors.New("pre went away before it learned that the backup started")
 	}
@@ -221,12 +221,6 @@ func (h *holder) hold(ctx context.Context, b *backup.Running, notes []string) er
 	}
 }
 
-func (h *holder) setPhase(p int) {
-	h.mu.Lock()
-	h.phase = p
-	h.mu.Unlock()
-}
-
 // send tells pre something, once: pre stops listening after one message.
 func (h *holder) send(m message) bool {
 	if h.status == nil {
@@ -245,6 +239,9 @@ func (h *holder) deliver(res *Result) bool {
 	if h.send(message{Result: res}) {
 		return true
 	}
+	h.mu.Lock()
+	h.done = true
+	h.mu.Unlock()
 	if h.req == nil {
 		select {
 		case h.req = <-h.ctrl:
@@ -268,8 +265,7 @@ func (h *holder) deliver(res *Result) bool {
 	return false
 }
 
-// serve answers the control socket: the first post or abort while the
-// backup is held ends the hold; anything else gets an error at once.
+// serve answers the control socket.
 func (h *holder) serve(ln net.Listener) {
 	for {
 		conn, err := ln.Accept()
@@ -297,14 +293,16 @@ func (h *holder) handle(conn net.Conn) {
 	conn.SetReadDeadline(time.Time{})
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch h.phase {
-	case phaseStarting:
+	switch {
+	case h.done:
+		conn.Close()
+	case !h.started:
 		h.refuse(conn, fmt.Errorf("backup %s is still starting: wait for pre to return", h.spec.Backup.Label))
-	case phaseHeld:
-		h.phase = phaseFinishing
-		h.ctrl <- req
+	case h.claimed:
+		h.refuse(conn, fmt.Errorf("backup %s is already being finished by another post or abort", h.spec.Backup.Label))
 	default:
-		h.refuse(conn, fmt.Errorf("backup %s is already being finished", h.spec.Backup.Label))
+		h.claimed = true
+		h.ctrl <- req
 	}
 }
 
