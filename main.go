@@ -107,7 +107,9 @@ func backupFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "start-timeout", Value: 23 * time.Hour, Usage: "give up (`DURATION`) when the backup has not started after this long"},
 		&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, Usage: "conninfo string, postgres:// URL or database `NAME`"},
 		&cli.StringFlag{Name: "pgdata", Usage: "data `DIR` to read pg_wal from (default: the server's data_directory)"},
-		&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; skip: stage only label and map"},
+		&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; archive: rely on the WAL archive, " +
+			"stage label and map, check the archiver; skip: stage label and map, check nothing"},
+		&cli.DurationFlag{Name: "archive-timeout", Value: 10 * time.Minute, Usage: "when archive_mode is on, wait this long (`DURATION`) for the backup's last WAL to be archived"},
 		verboseFlag,
 	}
 }
@@ -123,7 +125,8 @@ func backupOptions(c *cli.Context) backup.Options {
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
 		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
-		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+		ArchiveTimeout: c.Duration("archive-timeout"),
+		Log:            slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	if !c.IsSet("label") {
 		opts.Label = backup.DefaultLabel(time.Now())

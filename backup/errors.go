@@ -26,6 +26,7 @@ const (
 	PhaseHold      Phase = "hold" // hook mode: waiting for post, in place of the snapshot
 	PhaseStop      Phase = "stop"
 	PhaseCollect   Phase = "collect-wal"
+	PhaseArchive   Phase = "archive" // waiting for the archiver to archive the backup's last WAL
 	PhasePublish   Phase = "publish"
 	PhaseCleanup   Phase = "cleanup"
 )

@@ -27,6 +27,7 @@ type Report struct {
 	StderrTail string
 
 	WALMode     string
+	Archive     *walcollect.ArchiveCheck // the wait for the archiver, when archiving is on
 	WALFiles    int
 	StagedBytes int64
 	Notes       []string // things a DBA must know even when the run succeeded
@@ -81,6 +82,14 @@ func (r *Report) Format(w io.Writer) {
 		line("staged", "%s: %d WAL files, %s", r.Path, r.WALFiles, humanBytes(r.StagedBytes))
 	}
 	line("wal", "%s", r.WALMode)
+	if a := r.Archive; a != nil {
+		state := "NOT confirmed"
+		if a.Confirmed {
+			state = "confirmed"
+		}
+		line("archive", "%s %s by %s after %s", strings.Join(a.Required, " and "), state, a.Method,
+			time.Duration(a.WaitSeconds*float64(time.Second)).Round(time.Millisecond))
+	}
 	line("elapsed", "%s", r.Elapsed.Round(time.Millisecond))
 	for _, n := range r.Notes {
 		line("note", "%s", n)

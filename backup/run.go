@@ -21,8 +21,9 @@ import (
 
 // WAL modes.
 const (
-	WALCopy = "copy" // stage every WAL file the restore needs
-	WALSkip = "skip" // stage label and map only: the site archives WAL itself
+	WALCopy    = "copy"    // stage every WAL file the restore needs
+	WALArchive = "archive" // stage label and map; the WAL is in the archive, which is checked
+	WALSkip    = "skip"    // stage label and map only, check nothing: the site handles WAL
 )
 
 // Bounds for the database calls made after the backup started; they run on
@@ -48,6 +49,9 @@ type Options struct {
 	DBName       string // conninfo, URL or database name; "" uses the environment
 	PGData       string // overrides the server's data_directory
 	WAL          string
+	// ArchiveTimeout bounds the wait for the archiver when archive_mode
+	// is on (and the WAL mode is not skip).
+	ArchiveTimeout time.Duration
 	Stdout       io.Writer       `json:"-"` // the command's output goes here
 	Stderr       io.Writer       `json:"-"`
 	Force        <-chan struct{} `json:"-"` // closed by a second signal
@@ -106,8 +110,11 @@ func (o *Options) Validate() error {
 	if err := walcollect.ValidateLabel(o.Label); err != nil {
 		return UsageError(err)
 	}
-	if o.WAL != WALCopy && o.WAL != WALSkip {
-		return UsageError(fmt.Errorf("--wal=%q: want copy or skip", o.WAL))
+	if o.WAL != WALCopy && o.WAL != WALArchive && o.WAL != WALSkip {
+		return UsageError(fmt.Errorf("--wal=%q: want copy, archive or skip", o.WAL))
+	}
+	if o.ArchiveTimeout <= 0 && o.WAL != WALSkip {
+		return UsageError(errors.New("--archive-timeout must be positive"))
 	}
 	if o.StartTimeout <= 0 {
 		return UsageError(errors.New("--start-timeout must be positive"))
@@ -257,6 +264,10 @@ func (r *run) preflight() error {
 			problems = append(problems, p)
 		}
 	}
+	if r.opts.WAL == WALArchive && !archiving(srv) {
+		problems = append(problems, fmt.Sprintf("--wal=archive relies on the WAL archive, but archive_mode is %s on this server: "+
+			"enable archiving, or use --wal=copy", srv.ArchiveMode))
+	}
 	if len(problems) > 0 {
 		return &pgbackup.PreflightError{Problems: problems}
 	}
@@ -386,6 +397,12 @@ func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
 	return err
 }
 
+// note records something the DBA must see even though the run succeeds.
+func (r *run) note(n string) {
+	r.report.Notes = append(r.report.Notes, n)
+	r.log.Warn(n)
+}
+
 // stage writes label, map and WAL into the staging directory and publishes it.
 func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgbackup.Stopped) {
 	srv := r.sess.Server()
@@ -424,17 +441,32 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		StartedAt: started.At.UTC(), StoppedAt: stopped.At.UTC(),
 		BackupModeSecs: stopped.At.Sub(started.At).Seconds(), Command: r.report.Command,
 	}
-	if r.opts.WAL == WALCopy {
+	switch r.opts.WAL {
+	case WALCopy:
 		src := walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
 		m.WALSource = "local:" + src.String()
 		if err := r.staging.StageWAL(ctx, src, plan); err != nil {
 			r.fail(PhaseCollect, err)
 			return
 		}
-	} else {
-		note := fmt.Sprintf("WAL not staged (--wal=skip): a restore needs %s..%s from your WAL archive", m.StartWAL, m.StopWAL)
-		r.report.Notes = append(r.report.Notes, note)
-		r.log.Warn(note)
+	case WALSkip:
+		r.note(fmt.Sprintf("WAL not staged and archiving not checked (--wal=skip): a restore needs %s..%s from your WAL archive", m.StartWAL, m.StopWAL))
+	}
+	if r.opts.WAL != WALSkip && archiving(srv) {
+		r.enter(PhaseArchive)
+		check, err := r.waitArchived(ctx, plan)
+		m.Archive, r.report.Archive = check, check
+		var intr *runner.Interrupted
+		switch {
+		case err == nil:
+		case r.opts.WAL == WALArchive || errors.As(err, &intr):
+			r.fail(PhaseArchive, err)
+			return
+		default:
+			// The staged WAL makes this backup whole; what is broken is
+			// the archive every other restore depends on.
+			r.note(fmt.Sprintf("the backup is complete with its staged WAL, but archiving is failing: %v", err))
+		}
 	}
 	r.enter(PhasePublish)
 	if err := ctx.Err(); err != nil {

@@ -20,6 +20,7 @@ type Server struct {
 	VersionNum    int
 	Version       string
 	WALLevel      string
+	ArchiveMode   string // off, on or always
 	SegmentSize   uint64
 	DataDirectory string // empty when the role may not read it
 	InRecovery    bool
@@ -59,6 +60,7 @@ func readServer(ctx context.Context, conn *sql.Conn, num int) (*Server, error) {
 	err := conn.QueryRowContext(ctx, `
 SELECT current_setting('server_version'),
        current_setting('wal_level'),
+       current_setting('archive_mode'),
        pg_catalog.pg_size_bytes(current_setting('wal_segment_size')),
        COALESCE((SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory'), ''),
        pg_catalog.pg_is_in_recovery(),
@@ -68,7 +70,7 @@ SELECT current_setting('server_version'),
        r.rolreplication,
        current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots)
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
-		&srv.Version, &srv.WALLevel, &srv.SegmentSize, &srv.DataDirectory, &srv.InRecovery,
+		&srv.Version, &srv.WALLevel, &srv.ArchiveMode, &srv.SegmentSize, &srv.DataDirectory, &srv.InRecovery,
 		&srv.BackendPID, &srv.User, &srv.Superuser, &srv.Replication, &srv.FreeSlots)
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)

@@ -83,7 +83,7 @@ func runDirEmpty(t *testing.T, staging string) {
 // snapshot taken by a separate process, post; then restored and checked.
 func TestHookRestore(t *testing.T) {
 	in := pgtest.DefaultInstall(t)
-	b := newBench(t, in, nil)
+	b := newBench(t, in, pgtest.Options{})
 	stop := b.load(t, 400*time.Millisecond)
 	staging := filepath.Join(t.TempDir(), "staging")
 	killHolders(t, staging)

@@ -96,11 +96,12 @@ func amcheck(t *testing.T, c *pgtest.Cluster) {
 // snapshot and proves it: recovery reaches consistency and stops there, the
 // marker row committed before the backup is present and the one after is
 // not, pgbench's accounts are all there, and amcheck is clean.
-func restoreAndCheck(t *testing.T, in pgtest.Install, fs *btrfstest.FS, snapshot, staged string) {
+func restoreAndCheck(t *testing.T, in pgtest.Install, fs *btrfstest.FS, snapshot, staged string, restoreArgs ...string) {
 	t.Helper()
 	dir := filepath.Join(fs.Mount, "restore-"+filepath.Base(staged))
 	btrfstest.Snapshot(t, snapshot, dir, false)
-	runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0, "restore of "+readManifest(t, staged).Label+" laid out")
+	runTool(t, nil, append([]string{"restore", "--staged", staged, "--pgdata", dir}, restoreArgs...)...).
+		want(t, 0, "restore of "+readManifest(t, staged).Label+" laid out")
 	rc := pgtest.Existing(t, in, dir)
 	rdb := rc.StartRecovered(t)
 	log := rc.LogTail(1 << 20)
@@ -129,7 +130,7 @@ type bench struct {
 	snaps string // a directory for snapshots on the same file system
 }
 
-func newBench(t *testing.T, in pgtest.Install, initArgs []string) *bench {
+func newBench(t *testing.T, in pgtest.Install, opts pgtest.Options) *bench {
 	t.Helper()
 	fs := btrfstest.New(t, 4<<30) // sparse; small btrfs file systems run out of metadata space early
 	pgdata := fs.Subvolume(t, "pgdata")
@@ -138,7 +139,8 @@ func newBench(t *testing.T, in pgtest.Install, initArgs []string) *bench {
 	if err := os.Mkdir(snaps, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := pgtest.New(t, in, pgtest.Options{PGData: pgdata, InitArgs: initArgs})
+	opts.PGData = pgdata
+	c := pgtest.New(t, in, opts)
 	c.Client(t, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "postgres")
 	db := c.DB(t)
 	pgtest.Exec(t, db, "CREATE TABLE marker (phase text PRIMARY KEY)")
@@ -182,7 +184,7 @@ func TestEndToEndRestore(t *testing.T) {
 
 func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	in := tg.Install
-	b := newBench(t, in, tg.InitArgs())
+	b := newBench(t, in, pgtest.Options{InitArgs: tg.InitArgs()})
 	fs, snaps := b.fs, b.snaps
 	// About the same WAL volume per second whatever the segment size.
 	stop := b.load(t, time.Duration(tg.SegmentSize()>>20)*25*time.Millisecond)

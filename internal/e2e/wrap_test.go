@@ -115,7 +115,7 @@ func TestWrapper(t *testing.T) {
 	t.Run("wal=skip stages label only and says so", func(t *testing.T) {
 		st := staging(t)
 		r := runTool(t, env, "--staging", st, "--label", "skip1", "--fast", "--wal=skip", "--", "true")
-		r.want(t, 0, "WAL not staged (--wal=skip)")
+		r.want(t, 0, "WAL not staged and archiving not checked (--wal=skip)")
 		if _, err := os.Stat(filepath.Join(st, "skip1", "wal")); !os.IsNotExist(err) {
 			t.Errorf("--wal=skip staged WAL: %v", err)
 		}
