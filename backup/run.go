@@ -52,10 +52,10 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
-	Stdout       io.Writer       `json:"-"` // the command's output goes here
-	Stderr       io.Writer       `json:"-"`
-	Force        <-chan struct{} `json:"-"` // closed by a second signal
-	Log          *slog.Logger    `json:"-"`
+	Stdout         io.Writer       `json:"-"` // the command's output goes here
+	Stderr         io.Writer       `json:"-"`
+	Force          <-chan struct{} `json:"-"` // closed by a second signal
+	Log            *slog.Logger    `json:"-"`
 	// Hold, when set, takes the place of the snapshot command: the backup
 	// stays started until it returns. Argv, Timeout and Grace are unused.
 	Hold HoldFunc `json:"-"`
