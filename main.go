@@ -109,6 +109,8 @@ func backupFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pgdata", Usage: "data `DIR` to read pg_wal from (default: the server's data_directory)"},
 		&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; archive: rely on the WAL archive, " +
 			"stage label and map, check the archiver; skip: stage label and map, check nothing"},
+		&cli.StringFlag{Name: "wal-source", Value: backup.SourceAuto, Usage: "`SOURCE` of copied WAL: local (pg_wal), sql (pg_read_binary_file " +
+			"over the session) or auto (local when readable, else sql)"},
 		&cli.DurationFlag{Name: "archive-timeout", Value: 10 * time.Minute, Usage: "when archive_mode is on, wait this long (`DURATION`) for the backup's last WAL to be archived"},
 		verboseFlag,
 	}
@@ -125,8 +127,8 @@ func backupOptions(c *cli.Context) backup.Options {
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
 		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
-		ArchiveTimeout: c.Duration("archive-timeout"),
-		Log:            slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+		ArchiveTimeout: c.Duration("archive-timeout"), WALSource: c.String("wal-source"),
+		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	if !c.IsSet("label") {
 		opts.Label = backup.DefaultLabel(time.Now())

@@ -27,6 +27,7 @@ type Report struct {
 	StderrTail string
 
 	WALMode     string
+	WALSource   string                   // where copied WAL came from: local:DIR or sql:pg_read_binary_file
 	Archive     *walcollect.ArchiveCheck // the wait for the archiver, when archiving is on
 	WALFiles    int
 	StagedBytes int64
@@ -81,7 +82,11 @@ func (r *Report) Format(w io.Writer) {
 	if r.Path != "" {
 		line("staged", "%s: %d WAL files, %s", r.Path, r.WALFiles, humanBytes(r.StagedBytes))
 	}
-	line("wal", "%s", r.WALMode)
+	if r.WALSource != "" {
+		line("wal", "%s from %s", r.WALMode, r.WALSource)
+	} else {
+		line("wal", "%s", r.WALMode)
+	}
 	if a := r.Archive; a != nil {
 		state := "NOT confirmed"
 		if a.Confirmed {

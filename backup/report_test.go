@@ -62,7 +62,8 @@ func TestHumanBytes(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	base := Options{Staging: "/x", Label: "l", WAL: WALCopy, Argv: []string{"true"}, StartTimeout: time.Hour}
+	base := Options{Staging: "/x", Label: "l", WAL: WALCopy, WALSource: SourceAuto, Argv: []string{"true"},
+		StartTimeout: time.Hour, ArchiveTimeout: time.Minute}
 	held := func(context.Context, *Running) error { return nil }
 	tests := []struct {
 		name   string
@@ -72,7 +73,10 @@ func TestValidate(t *testing.T) {
 		{"ok", func(*Options) {}, ""},
 		{"no staging", func(o *Options) { o.Staging = "" }, "--staging is required"},
 		{"bad label", func(o *Options) { o.Label = "a/b" }, "invalid label"},
-		{"bad wal", func(o *Options) { o.WAL = "archive" }, "want copy or skip"},
+		{"bad wal", func(o *Options) { o.WAL = "stream" }, "want copy, archive or skip"},
+		{"bad wal source", func(o *Options) { o.WALSource = "nfs" }, "want auto, local or sql"},
+		{"archive timeout", func(o *Options) { o.ArchiveTimeout = 0 }, "--archive-timeout must be positive"},
+		{"skip needs no archive timeout", func(o *Options) { o.WAL, o.ArchiveTimeout = WALSkip, 0 }, ""},
 		{"no command", func(o *Options) { o.Argv = nil }, "no snapshot command"},
 		{"unknown var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_X}"} }, "unknown variable"},
 		{"known var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_START_WAL}"} }, ""},

@@ -26,6 +26,13 @@ const (
 	WALSkip    = "skip"    // stage label and map only, check nothing: the site handles WAL
 )
 
+// Where --wal=copy reads WAL from.
+const (
+	SourceAuto  = "auto"  // the local pg_wal when readable, else SQL
+	SourceLocal = "local" // the data directory's pg_wal, read by this process
+	SourceSQL   = "sql"   // pg_read_binary_file over the backup's session
+)
+
 // Bounds for the database calls made after the backup started; they run on
 // a context no signal can cancel, because cancelling a query ends the session.
 const (
@@ -49,6 +56,7 @@ type Options struct {
 	DBName       string // conninfo, URL or database name; "" uses the environment
 	PGData       string // overrides the server's data_directory
 	WAL          string
+	WALSource    string // SourceAuto, SourceLocal or SourceSQL
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
@@ -113,6 +121,9 @@ func (o *Options) Validate() error {
 	if o.WAL != WALCopy && o.WAL != WALArchive && o.WAL != WALSkip {
 		return UsageError(fmt.Errorf("--wal=%q: want copy, archive or skip", o.WAL))
 	}
+	if o.WALSource != SourceAuto && o.WALSource != SourceLocal && o.WALSource != SourceSQL {
+		return UsageError(fmt.Errorf("--wal-source=%q: want auto, local or sql", o.WALSource))
+	}
 	if o.ArchiveTimeout <= 0 && o.WAL != WALSkip {
 		return UsageError(errors.New("--archive-timeout must be positive"))
 	}
@@ -159,6 +170,7 @@ type run struct {
 	staging *walcollect.Staging
 	sess    *pgbackup.Session
 	pgdata  string
+	source  walcollect.Source // where --wal=copy reads WAL
 }
 
 func (r *run) fail(phase Phase, err error) {
@@ -260,7 +272,7 @@ func (r *run) preflight() error {
 		r.pgdata = srv.DataDirectory
 	}
 	if r.opts.WAL == WALCopy {
-		if p := r.checkWALDir(srv); p != "" {
+		if p := r.chooseSource(srv); p != "" {
 			problems = append(problems, p)
 		}
 	}
@@ -272,6 +284,31 @@ func (r *run) preflight() error {
 		return &pgbackup.PreflightError{Problems: problems}
 	}
 	return nil
+}
+
+// chooseSource picks where --wal=copy reads WAL, or says why it cannot.
+func (r *run) chooseSource(srv *pgbackup.Server) string {
+	local := r.checkWALDir(srv)
+	sql := ""
+	if !srv.CanReadFiles() {
+		sql = "cannot read WAL over SQL: " + srv.ReadFilesRemedy()
+	}
+	switch {
+	case r.opts.WALSource != SourceSQL && local == "":
+		r.source = walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
+	case r.opts.WALSource != SourceLocal && sql == "":
+		if r.opts.WALSource == SourceAuto {
+			r.note("reading WAL over SQL (pg_read_binary_file): " + local)
+		}
+		r.source = r.sess.WALSource()
+	case r.opts.WALSource == SourceLocal:
+		return local
+	case r.opts.WALSource == SourceSQL:
+		return sql
+	default:
+		return local + "; " + sql
+	}
+	return ""
 }
 
 func (r *run) checkWALDir(srv *pgbackup.Server) string {
@@ -443,9 +480,8 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 	}
 	switch r.opts.WAL {
 	case WALCopy:
-		src := walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
-		m.WALSource = "local:" + src.String()
-		if err := r.staging.StageWAL(ctx, src, plan); err != nil {
+		m.WALSource, r.report.WALSource = r.source.String(), r.source.String()
+		if err := r.staging.StageWAL(ctx, r.source, plan); err != nil {
 			r.fail(PhaseCollect, err)
 			return
 		}

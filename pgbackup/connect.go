@@ -39,6 +39,11 @@ func Config(dbname string) (pq.Config, error) {
 	if cfg.ApplicationName == "" {
 		cfg.ApplicationName = AppName
 	}
+	// lib/pq requires SSL unless told otherwise; libpq, and so every DBA's
+	// psql, prefers it and falls back to plain TCP.
+	if cfg.SSLMode == "" {
+		cfg.SSLMode = pq.SSLModePrefer
+	}
 	return cfg, nil
 }
 

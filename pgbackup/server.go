@@ -32,6 +32,7 @@ type Server struct {
 	FreeSlots     int // max_replication_slots minus slots in use
 
 	missingGrants []string
+	readFile      bool // EXECUTE on pg_read_binary_file, 11+
 }
 
 // Major is the major version (10, 11, ... 18).
@@ -83,6 +84,11 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
 		}
 		if !ok {
 			srv.missingGrants = append(srv.missingGrants, fn)
+		}
+	}
+	if num >= 110000 {
+		if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE')", readFileFunc).Scan(&srv.readFile); err != nil {
+			return nil, fmt.Errorf("check privilege on %s: %w", readFileFunc, err)
 		}
 	}
 	if !slices.Contains(srv.missingGrants, "pg_catalog.pg_control_system()") {

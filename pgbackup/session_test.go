@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
@@ -20,13 +21,17 @@ func TestConfig(t *testing.T) {
 		dbname           string
 		wantHost, wantDB string
 		wantApp          string
+		wantSSL          pq.SSLMode
 	}{
-		{"", "/run/env", "fromenv", AppName},
-		{"mydb", "/run/env", "mydb", AppName},
-		{"it's", "/run/env", "it's", AppName},
-		{"host=/tmp dbname=x", "/tmp", "x", AppName},
-		{"dbname=x application_name=mine", "/run/env", "x", "mine"},
-		{"postgres://u@h:5433/urldb?sslmode=disable", "h", "urldb", AppName},
+		{"", "/run/env", "fromenv", AppName, pq.SSLModeDisable},
+		{"mydb", "/run/env", "mydb", AppName, pq.SSLModeDisable},
+		{"it's", "/run/env", "it's", AppName, pq.SSLModeDisable},
+		{"host=/tmp dbname=x", "/tmp", "x", AppName, pq.SSLModeDisable},
+		{"dbname=x application_name=mine", "/run/env", "x", "mine", pq.SSLModeDisable},
+		{"postgres://u@h:5433/urldb?sslmode=disable", "h", "urldb", AppName, pq.SSLModeDisable},
+		// Over TCP, as libpq: prefer SSL unless told otherwise.
+		{"host=db.example dbname=x", "db.example", "x", AppName, pq.SSLModePrefer},
+		{"host=db.example dbname=x sslmode=verify-full", "db.example", "x", AppName, pq.SSLModeVerifyFull},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dbname, func(t *testing.T) {
@@ -34,8 +39,8 @@ func TestConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Host != tt.wantHost || cfg.Database != tt.wantDB || cfg.ApplicationName != tt.wantApp {
-				t.Fatalf("Config(%q) = host %q db %q app %q", tt.dbname, cfg.Host, cfg.Database, cfg.ApplicationName)
+			if cfg.Host != tt.wantHost || cfg.Database != tt.wantDB || cfg.ApplicationName != tt.wantApp || cfg.SSLMode != tt.wantSSL {
+				t.Fatalf("Config(%q) = host %q db %q app %q sslmode %q", tt.dbname, cfg.Host, cfg.Database, cfg.ApplicationName, cfg.SSLMode)
 			}
 		})
 	}

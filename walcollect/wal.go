@@ -30,7 +30,7 @@ func (d DirSource) Open(_ context.Context, name string) (io.ReadCloser, error) {
 	return os.Open(filepath.Join(string(d), name))
 }
 
-func (d DirSource) String() string { return string(d) }
+func (d DirSource) String() string { return "local:" + string(d) }
 
 // Plan lists the WAL files a restore of one backup needs.
 type Plan struct {

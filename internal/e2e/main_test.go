@@ -25,6 +25,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Some tests run the tool as another OS user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	toolBin = filepath.Join(dir, "pgfbb-wrap")
 	args := []string{"build", "-o", toolBin}
 	if raceEnabled {

@@ -63,6 +63,23 @@ func TestPrivilegesAcrossVersions(t *testing.T) {
 			if has := strings.Contains(string(label), "START TIMELINE"); has != (tg.Major >= 11) {
 				t.Errorf("PostgreSQL %d: START TIMELINE line present = %v", tg.Major, has)
 			}
+
+			// WAL over SQL: superuser only on 10, a grant from 11.
+			sqlRun := func(label string) result {
+				return runTool(t, append(c.Env(), "PGUSER=backup"), "--staging", st, "--label", label, "--fast", "--wal-source=sql", "--", "true")
+			}
+			if tg.Major < 11 {
+				sqlRun("sql").want(t, 3, "on PostgreSQL 10 only a superuser may call pg_read_binary_file")
+			} else {
+				const readFile = "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)"
+				sqlRun("sql").want(t, 3, "GRANT EXECUTE ON FUNCTION "+readFile+" TO \"backup\"")
+				pgtest.Exec(t, db, "GRANT EXECUTE ON FUNCTION "+readFile+" TO backup")
+				sqlRun("sql").want(t, 0)
+				if m := readManifest(t, filepath.Join(st, "sql")); m.WALSource != "sql:pg_read_binary_file" {
+					t.Errorf("wal_source %q", m.WALSource)
+				}
+				runTool(t, nil, "verify", filepath.Join(st, "sql")).want(t, 0)
+			}
 			waitClean(t, db)
 		})
 	}
