@@ -49,8 +49,12 @@ func restoreCommand(command []string) *cli.Command {
 			if err != nil {
 				return report(c.App.ErrWriter, restoreError(err))
 			}
-			fmt.Fprintf(c.App.Writer, "restore of %s laid out in %s: start the server; recovery replays %s..%s and stops at %s\n",
-				m.Label, o.PGData, m.StartWAL, m.StopWAL, o.Target)
+			stops := "stops at " + o.Target
+			if m.BackupFrom == "standby" && o.Target == "immediate" {
+				stops = "ends with the staged WAL, just past the end of this backup from a standby"
+			}
+			fmt.Fprintf(c.App.Writer, "restore of %s laid out in %s: start the server; recovery replays %s..%s and %s\n",
+				m.Label, o.PGData, m.StartWAL, m.StopWAL, stops)
 			return nil
 		},
 	}

@@ -21,13 +21,18 @@ func archiving(srv *pgbackup.Server) bool {
 }
 
 // waitArchived waits until the archiver has archived the backup's last
-// segment and its backup history file, as pg_backup_stop(true) would, but
+// segment and (on a primary) its backup history file, as
+// pg_backup_stop(true) would, but
 // bounded by --archive-timeout and after the label is safe. Locally it reads
 // the server's archive_status files; without access, pg_stat_archiver.
 func (r *run) waitArchived(ctx context.Context, plan *walcollect.Plan) (*walcollect.ArchiveCheck, error) {
 	check := &walcollect.ArchiveCheck{
-		Required: []string{walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize), plan.BackupHistory},
+		Required: []string{walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize)},
 		Method:   "pg_stat_archiver",
+	}
+	// A standby writes no backup history file.
+	if !r.sess.Server().InRecovery {
+		check.Required = append(check.Required, plan.BackupHistory)
 	}
 	pgwal := ""
 	if r.pgdata != "" {

@@ -434,6 +434,28 @@ func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
 	return err
 }
 
+// standbyTail handles the one thing a standby cannot do: switch WAL
+// segments. Its last segment is complete only once the primary has moved
+// past it; until then the segment is staged up to what the standby has
+// received, which covers the stop LSN, and zeros after it.
+func (r *run) standbyTail(ctx context.Context, plan *walcollect.Plan, stop walcollect.LSN) error {
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	received, err := r.sess.ReceivedLSN(qctx)
+	if err != nil {
+		return err
+	}
+	end := walcollect.LSN((plan.LastSegment + 1) * plan.SegmentSize)
+	if received >= end {
+		return nil
+	}
+	plan.ZeroFrom = max(received, stop)
+	r.note(fmt.Sprintf("backup from a standby: its last WAL segment %s is still being filled, so it is staged up to %s, "+
+		"all the standby had received (the backup ends at %s), and zeros after it",
+		walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize), plan.ZeroFrom, stop))
+	return nil
+}
+
 // note records something the DBA must see even though the run succeeds.
 func (r *run) note(n string) {
 	r.report.Notes = append(r.report.Notes, n)
@@ -463,10 +485,22 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 			return
 		}
 	}
-	plan, err := walcollect.NewPlan(bl, started.Timeline, stopped.LSN, srv.SegmentSize, srv.SystemID)
+	stopTLI := started.Timeline
+	if stopped.Timeline != 0 {
+		stopTLI = stopped.Timeline
+	}
+	plan, err := walcollect.NewPlan(bl, stopTLI, stopped.LSN, srv.SegmentSize, srv.SystemID)
 	if err != nil {
 		r.fail(PhaseCollect, err)
 		return
+	}
+	from := "primary"
+	if srv.InRecovery {
+		from = "standby"
+		if err := r.standbyTail(ctx, plan, stopped.LSN); err != nil {
+			r.fail(PhaseCollect, err)
+			return
+		}
 	}
 	m := &walcollect.Manifest{
 		FormatVersion: 1, Tool: "pgfbb-wrap " + Version, Label: r.opts.Label, Status: walcollect.StatusComplete,
@@ -474,7 +508,7 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		Timeline: plan.Timeline, StartLSN: started.LSN, StopLSN: stopped.LSN,
 		StartWAL:       walcollect.SegmentFileName(plan.Timeline, plan.FirstSegment, plan.SegmentSize),
 		StopWAL:        walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize),
-		WALSegmentSize: srv.SegmentSize, WALMode: r.opts.WAL, PGData: r.pgdata,
+		WALSegmentSize: srv.SegmentSize, WALMode: r.opts.WAL, PGData: r.pgdata, BackupFrom: from, WALZeroedFrom: plan.ZeroFrom,
 		StartedAt: started.At.UTC(), StoppedAt: stopped.At.UTC(),
 		BackupModeSecs: stopped.At.Sub(started.At).Seconds(), Command: r.report.Command,
 	}
@@ -488,7 +522,10 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 	case WALSkip:
 		r.note(fmt.Sprintf("WAL not staged and archiving not checked (--wal=skip): a restore needs %s..%s from your WAL archive", m.StartWAL, m.StopWAL))
 	}
-	if r.opts.WAL != WALSkip && archiving(srv) {
+	switch {
+	case r.opts.WAL == WALCopy && plan.ZeroFrom != 0 && archiving(srv):
+		r.note(fmt.Sprintf("archiving not checked: the standby archives %s only once it is complete", m.StopWAL))
+	case r.opts.WAL != WALSkip && archiving(srv):
 		r.enter(PhaseArchive)
 		check, err := r.waitArchived(ctx, plan)
 		m.Archive, r.report.Archive = check, check

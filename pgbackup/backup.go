@@ -23,6 +23,10 @@ var ErrSessionLost = errors.New("database session lost: PostgreSQL aborts a back
 // ErrNotInBackup means the server no longer considers the backup running.
 var ErrNotInBackup = errors.New("the server has no backup in progress for this session")
 
+// ErrPromoted means a standby was promoted while it was being backed up:
+// PostgreSQL refuses to stop such a backup, which would not be consistent.
+var ErrPromoted = errors.New("the standby was promoted during the backup: this backup is unusable, take a new one")
+
 // Started is the state right after the backup started.
 type Started struct {
 	LSN      walcollect.LSN
@@ -33,6 +37,7 @@ type Started struct {
 // Stopped is what stopping the backup returned.
 type Stopped struct {
 	LSN           walcollect.LSN
+	Timeline      uint32 // on a standby, the timeline of the stop LSN; 0 on a primary, whose timeline cannot change
 	Label         []byte // backup_label, byte for byte
 	TablespaceMap []byte // empty when the cluster has no tablespaces
 	At            time.Time
@@ -71,7 +76,10 @@ func (s *Session) DropSlot(ctx context.Context) error {
 	if s.slot == "" || s.lost {
 		return nil
 	}
-	if _, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", s.slot); err != nil {
+	_, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", s.slot)
+	// A failed stop (a standby promoted mid-backup) drops a temporary slot
+	// with the aborted transaction's cleanup: gone is what we want.
+	if err != nil && pq.As(err, pqerror.UndefinedObject) == nil {
 		return fmt.Errorf("drop slot %s: %w", s.slot, s.classify(ctx, err))
 	}
 	s.slot = ""
@@ -124,7 +132,27 @@ func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
 	if len(st.Label) == 0 {
 		return nil, errors.New("stop backup: the server returned no backup_label")
 	}
+	if s.server.InRecovery {
+		// The stop LSN is the standby's minimum recovery point; so is the
+		// timeline to read the WAL up to it from.
+		if err := s.conn.QueryRowContext(ctx, "SELECT min_recovery_end_timeline FROM pg_catalog.pg_control_recovery()").Scan(&st.Timeline); err != nil {
+			return nil, fmt.Errorf("read stop timeline: %w", s.classify(ctx, err))
+		}
+	}
 	return st, nil
+}
+
+// ReceivedLSN is how far a standby has received and flushed WAL, 0 when it
+// does not stream (it restores WAL from an archive instead).
+func (s *Session) ReceivedLSN(ctx context.Context) (walcollect.LSN, error) {
+	var lsn sql.NullString
+	if err := s.conn.QueryRowContext(ctx, "SELECT pg_catalog.pg_last_wal_receive_lsn()::text").Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("read received WAL position: %w", s.classify(ctx, err))
+	}
+	if !lsn.Valid {
+		return 0, nil
+	}
+	return walcollect.ParseLSN(lsn.String)
 }
 
 // Ping checks that the session is alive. Give ctx a generous bound: a ping
@@ -145,6 +173,8 @@ func (s *Session) classify(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		s.lost = true
 		return err
+	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil && strings.Contains(err.Error(), "promoted"):
+		return fmt.Errorf("%w: %w", ErrPromoted, err)
 	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil:
 		return fmt.Errorf("%w: %w", ErrNotInBackup, err)
 	case pq.As(err, pqerror.UndefinedFunction) != nil:

@@ -120,9 +120,6 @@ func (s *Session) Preflight() error {
 	if srv.WALLevel == "minimal" {
 		problems = append(problems, "wal_level is minimal: set wal_level = replica and restart, a backup cannot be restored without full WAL")
 	}
-	if srv.InRecovery {
-		problems = append(problems, "the server is a standby (in recovery): backups from a standby are not supported yet")
-	}
 	for _, fn := range srv.missingGrants {
 		problems = append(problems, fmt.Sprintf("role %s lacks EXECUTE on %s: GRANT EXECUTE ON FUNCTION %s TO %s",
 			srv.User, fn, fn, quoteIdent(srv.User)))

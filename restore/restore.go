@@ -90,6 +90,10 @@ func check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	if o.Target != "" && o.Target != "immediate" && o.RestoreCommand == "" {
 		return nil, fmt.Errorf("--target %s needs WAL past the backup: give --restore-command", o.Target)
 	}
+	if endsAtWALEnd(o, m) && o.RestoreCommand != "" {
+		return nil, fmt.Errorf("backup %s is from a standby: --target immediate replays its staged WAL to the end, "+
+			"and with --restore-command that would be the whole archive; give an LSN or time target instead", m.Label)
+	}
 	version, err := os.ReadFile(filepath.Join(o.PGData, "PG_VERSION"))
 	if err != nil {
 		return nil, fmt.Errorf("target is not a data directory: %w", err)
@@ -192,7 +196,7 @@ func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 			}
 		}
 	}
-	return m, writeRecovery(o, m.ServerVersionNum/10000, owner)
+	return m, writeRecovery(o, m, owner)
 }
 
 // emptyWAL removes everything from pg_wal but the archive_status directory,
@@ -218,11 +222,26 @@ func emptyWAL(dir string) error {
 	return nil
 }
 
+// endsAtWALEnd tells whether the immediate target is reached by replaying
+// the staged WAL to its end rather than by recovery_target = 'immediate'.
+// That target stops before the first record after consistency, so it needs
+// one more record; a primary's backup has it (the WAL switch after its end
+// record), a standby's may not: it cannot write WAL, and its last record may
+// be exactly where the backup ends. Its staged WAL ends just past the
+// backup's end anyway.
+func endsAtWALEnd(o Options, m *walcollect.Manifest) bool {
+	return (o.Target == "" || o.Target == "immediate") && m.BackupFrom == "standby"
+}
+
 // writeRecovery writes recovery.conf (10, 11) or recovery.signal plus
 // settings appended to postgresql.auto.conf (12+), which override earlier
 // lines of the same name.
-func writeRecovery(o Options, major int, owner *syscall.Stat_t) error {
+func writeRecovery(o Options, m *walcollect.Manifest, owner *syscall.Stat_t) error {
+	major := m.ServerVersionNum / 10000
 	target, _ := recoveryTarget(o.Target)
+	if endsAtWALEnd(o, m) {
+		target = nil
+	}
 	cmd := o.RestoreCommand
 	if cmd == "" {
 		cmd = "false" // the WAL is in pg_wal; archive recovery still wants a command

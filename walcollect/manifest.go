@@ -21,6 +21,8 @@ type Manifest struct {
 	StartWAL         string        `json:"start_wal"`
 	StopWAL          string        `json:"stop_wal"`
 	WALSegmentSize   uint64        `json:"wal_segment_size"`
+	BackupFrom       string        `json:"backup_from"`               // primary or standby
+	WALZeroedFrom    LSN           `json:"wal_zeroed_from,omitempty"` // a standby's last segment was partial: zeros from here
 	WALMode          string        `json:"wal_mode"`
 	WALSource        string        `json:"wal_source,omitempty"`
 	PGData           string        `json:"pgdata,omitempty"`

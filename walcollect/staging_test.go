@@ -245,3 +245,38 @@ func TestStageWALCancelled(t *testing.T) {
 		t.Fatalf("StageWAL with a cancelled context = %v", err)
 	}
 }
+
+// TestStageWALZeroFrom stages a standby's last segment, still being filled,
+// with zeros after what the standby received.
+func TestStageWALZeroFrom(t *testing.T) {
+	dir := pgWAL(t)
+	last := filepath.Join(dir, SegmentFileName(1, 5, mb))
+	data, _ := os.ReadFile(last)
+	for i := 100; i < len(data); i++ {
+		data[i] = 0xAB // what a recycled segment still holds
+	}
+	os.WriteFile(last, data, 0o600)
+	p := testPlan(t)
+	p.ZeroFrom = LSN(5*mb + 0x2000)
+	s, err := Prepare(t.TempDir(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StageWAL(context.Background(), DirSource(dir), p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(s.TempDir(), WALDir, SegmentFileName(1, 5, mb)))
+	if err != nil || len(got) != mb {
+		t.Fatalf("staged segment: %d bytes, %v", len(got), err)
+	}
+	if string(got[:0x2000]) != string(data[:0x2000]) {
+		t.Error("the received part changed")
+	}
+	if strings.Trim(string(got[0x2000:]), "\x00") != "" {
+		t.Error("bytes after ZeroFrom are not zero")
+	}
+	// Earlier segments are staged whole.
+	if prev, _ := os.ReadFile(filepath.Join(s.TempDir(), WALDir, SegmentFileName(1, 4, mb))); len(prev) != mb {
+		t.Errorf("segment 4: %d bytes", len(prev))
+	}
+}

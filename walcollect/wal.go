@@ -42,6 +42,12 @@ type Plan struct {
 
 	History       []string // required timeline history files
 	BackupHistory string   // the server's *.backup file: staged when present
+
+	// ZeroFrom, when set, is where a standby's last segment stops holding
+	// WAL it has received: the segment is still being filled, and the bytes
+	// from here on are staged as zeros, which recovery reads as the end of
+	// WAL. It is never before the stop LSN.
+	ZeroFrom LSN
 }
 
 // NewPlan computes the WAL files for a backup whose label is bl and that
@@ -87,16 +93,21 @@ func (p *Plan) Segments() []string {
 func (s *Staging) StageWAL(ctx context.Context, src Source, p *Plan) error {
 	var merr *multierror.Error
 	var staged []string
-	stage := func(name string, wantSize int64, check func([]byte) error, optional bool) {
+	stage := func(name string, wantSize int64, check func([]byte) error, zeroFrom *LSN) {
 		if ctx.Err() != nil {
 			return
 		}
 		r, err := src.Open(ctx, name)
+		optional := name == p.BackupHistory
 		if optional && errors.Is(err, fs.ErrNotExist) {
 			return
 		}
 		if err == nil {
-			_, err = s.put(ctx, path.Join(WALDir, name), r, check, wantSize)
+			var in io.Reader = r
+			if zeroFrom != nil {
+				in = &zeroAfter{r: r, n: int64(uint64(*zeroFrom) % p.SegmentSize)}
+			}
+			_, err = s.put(ctx, path.Join(WALDir, name), in, check, wantSize)
 			r.Close()
 		}
 		if err != nil {
@@ -106,12 +117,16 @@ func (s *Staging) StageWAL(ctx context.Context, src Source, p *Plan) error {
 		staged = append(staged, name)
 	}
 	for _, name := range p.History {
-		stage(name, -1, nil, false)
+		stage(name, -1, nil, nil)
 	}
 	for n := p.FirstSegment; n <= p.LastSegment; n++ {
-		stage(SegmentFileName(p.Timeline, n, p.SegmentSize), int64(p.SegmentSize), segmentCheck(n, p.SegmentSize, p.SystemID), false)
+		var partial *LSN
+		if n == p.LastSegment && p.ZeroFrom != 0 {
+			partial = &p.ZeroFrom
+		}
+		stage(SegmentFileName(p.Timeline, n, p.SegmentSize), int64(p.SegmentSize), segmentCheck(n, p.SegmentSize, p.SystemID), partial)
 	}
-	stage(p.BackupHistory, -1, nil, true)
+	stage(p.BackupHistory, -1, nil, nil)
 	if err := ctx.Err(); err != nil {
 		return multierror.Append(merr, err)
 	}
@@ -120,6 +135,21 @@ func (s *Staging) StageWAL(ctx context.Context, src Source, p *Plan) error {
 	}
 	slices.Sort(staged) // PostgreSQL's WAL file names sort oldest first
 	return s.WriteFile(WALListFile, []byte(strings.Join(staged, "\n")+"\n"))
+}
+
+// zeroAfter passes the first n bytes of r and replaces the rest with zeros.
+type zeroAfter struct {
+	r io.Reader
+	n int64
+}
+
+func (z *zeroAfter) Read(p []byte) (int, error) {
+	k, err := z.r.Read(p)
+	if z.n < int64(k) {
+		clear(p[max(z.n, 0):k])
+	}
+	z.n -= int64(k)
+	return k, err
 }
 
 // Offsets in XLogLongPageHeaderData (xlog_internal.h), which starts every

@@ -53,7 +53,7 @@ func TestArchive(t *testing.T) {
 			t.Errorf("--wal=archive staged WAL: %v", err)
 		}
 		runTool(t, nil, "verify", staged).want(t, 0, "from the WAL archive")
-		restoreAndCheck(t, in, b.fs, filepath.Join(b.snaps, "arch"), staged, "--restore-command", "cp "+archive+"/%f %p")
+		b.restoreAndCheck(t, filepath.Join(b.snaps, "arch"), staged, "--restore-command", "cp "+archive+"/%f %p")
 	})
 
 	t.Run("wal=archive with failing archiving fails and says why", func(t *testing.T) {

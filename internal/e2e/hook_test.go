@@ -150,7 +150,7 @@ func TestHookRestore(t *testing.T) {
 		t.Errorf("the backup spans one segment only (%s): the WAL switches did not happen", m.StartWAL)
 	}
 	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup hooked")
-	restoreAndCheck(t, in, b.fs, snapshot, staged)
+	b.restoreAndCheck(t, snapshot, staged)
 }
 
 // TestHookFailures covers every way a held backup can end other than post.

@@ -96,22 +96,27 @@ func amcheck(t *testing.T, c *pgtest.Cluster) {
 // snapshot and proves it: recovery reaches consistency and stops there, the
 // marker row committed before the backup is present and the one after is
 // not, pgbench's accounts are all there, and amcheck is clean.
-func restoreAndCheck(t *testing.T, in pgtest.Install, fs *btrfstest.FS, snapshot, staged string, restoreArgs ...string) {
+func (b *bench) restoreAndCheck(t *testing.T, snapshot, staged string, restoreArgs ...string) {
 	t.Helper()
-	dir := filepath.Join(fs.Mount, "restore-"+filepath.Base(staged))
+	dir := filepath.Join(b.fs.Mount, "restore-"+filepath.Base(staged))
 	btrfstest.Snapshot(t, snapshot, dir, false)
 	runTool(t, nil, append([]string{"restore", "--staged", staged, "--pgdata", dir}, restoreArgs...)...).
 		want(t, 0, "restore of "+readManifest(t, staged).Label+" laid out")
-	rc := pgtest.Existing(t, in, dir)
+	rc := pgtest.Existing(t, b.c.Install, dir)
 	rdb := rc.StartRecovered(t)
 	log := rc.LogTail(1 << 20)
-	for _, want := range []string{"consistent recovery state reached", "recovery stopping after reaching consistency"} {
+	wants := []string{"consistent recovery state reached", "recovery stopping after reaching consistency"}
+	if readManifest(t, staged).BackupFrom == "standby" {
+		// Recovery ends with the staged WAL, just past the backup's end.
+		wants[1] = "redo done at"
+	}
+	for _, want := range wants {
 		if !strings.Contains(log, want) {
 			t.Errorf("server log lacks %q", want)
 		}
 	}
-	if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker"); got != "before" {
-		t.Errorf("marker rows %q: want the row committed before the backup and not the one after", got)
+	if got := pgtest.QueryString(t, rdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker"); got != b.markers {
+		t.Errorf("marker rows %q, want %q: the rows committed before the backup and not those after", got, b.markers)
 	}
 	if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != strconv.Itoa(scale*100000) {
 		t.Errorf("pgbench_accounts has %s rows, want %d", got, scale*100000)
@@ -125,9 +130,10 @@ const scale = 3
 // bench is a cluster on a btrfs subvolume, initialised for pgbench, with a
 // marker table that says whether a row was committed before the backup.
 type bench struct {
-	fs    *btrfstest.FS
-	c     *pgtest.Cluster
-	snaps string // a directory for snapshots on the same file system
+	fs      *btrfstest.FS
+	c       *pgtest.Cluster
+	snaps   string // a directory for snapshots on the same file system
+	markers string // the marker rows a restore of a backup taken now must have
 }
 
 func newBench(t *testing.T, in pgtest.Install, opts pgtest.Options) *bench {
@@ -145,7 +151,7 @@ func newBench(t *testing.T, in pgtest.Install, opts pgtest.Options) *bench {
 	db := c.DB(t)
 	pgtest.Exec(t, db, "CREATE TABLE marker (phase text PRIMARY KEY)")
 	pgtest.Exec(t, db, "INSERT INTO marker VALUES ('before')")
-	return &bench{fs: fs, c: c, snaps: snaps}
+	return &bench{fs: fs, c: c, snaps: snaps, markers: "before"}
 }
 
 // load runs pgbench and switches WAL segments every switchEvery, so that a
@@ -215,7 +221,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup e2e")
 
 	t.Run("restore with the staged WAL", func(t *testing.T) {
-		restoreAndCheck(t, in, fs, snapshot, staged)
+		b.restoreAndCheck(t, snapshot, staged)
 		row.restored = !t.Failed()
 	})
 

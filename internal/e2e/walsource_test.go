@@ -31,7 +31,7 @@ func TestWALOverSQL(t *testing.T) {
 			t.Errorf("manifest wal_source %q, WAL %s..%s", m.WALSource, m.StartWAL, m.StopWAL)
 		}
 		runTool(t, nil, "verify", staged).want(t, 0)
-		restoreAndCheck(t, in, b.fs, filepath.Join(b.snaps, "sql"), staged)
+		b.restoreAndCheck(t, filepath.Join(b.snaps, "sql"), staged)
 	})
 
 	t.Run("auto falls back when the data directory is unreadable", func(t *testing.T) {

@@ -225,6 +225,40 @@ func New(t testing.TB, in Install, opts Options) *Cluster {
 	return c
 }
 
+// Standby clones c into pgdata (an empty directory the server's OS user
+// owns, or "" for a temp dir) with pg_basebackup -R, and starts the clone as
+// a streaming hot standby; it is stopped when the test ends.
+func (c *Cluster) Standby(t testing.TB, pgdata string) *Cluster {
+	t.Helper()
+	s := Existing(t, c.Install, pgdata)
+	if s.PGData == "" {
+		s.PGData = filepath.Join(filepath.Dir(s.Socket), "data")
+	}
+	// As the server's user, so that the copy is its own.
+	c.Install.Run(t, c.ClientBin(t, "pg_basebackup"), "-D", s.PGData, "-R", "-X", "stream", "-c", "fast", "-d", c.ConnString("postgres"))
+	// pg_basebackup keeps the mode of a directory that existed.
+	if err := os.Chmod(s.PGData, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.Start(t)
+	return s
+}
+
+// WaitReplayed waits until standby s has replayed everything c has written.
+func (c *Cluster) WaitReplayed(t testing.TB, s *Cluster) {
+	t.Helper()
+	target := QueryString(t, c.DB(t), "SELECT pg_current_wal_lsn()")
+	for i := 0; ; i++ {
+		if QueryString(t, s.DB(t), "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", target) == "true" {
+			return
+		}
+		if i == 600 {
+			t.Fatalf("standby has not replayed up to %s after 60s", target)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // AppendConf adds lines to postgresql.conf.
 func (c *Cluster) AppendConf(t testing.TB, lines ...string) {
 	t.Helper()

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// TestStandby backs up a streaming hot standby of a primary under pgbench
+// load, restores the backups, then promotes the standby mid-backup, and
+// finally backs up the promoted server, now on timeline 2.
+func TestStandby(t *testing.T) {
+	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	dir := b.fs.Subvolume(t, "standby")
+	pgtest.Chown(t, dir)
+	s := b.c.Standby(t, dir)
+	b.c.WaitReplayed(t, s)
+	sdb := s.DB(t)
+	// Restores of the standby's backups are checked like the primary's.
+	sb := &bench{fs: b.fs, c: s, snaps: b.snaps, markers: "before"}
+	snapshot := []string{"--", "sh", "-c", `sleep 1 && btrfs subvolume snapshot -r "$PGFBB_PGDATA" ` + b.snaps + `/${PGFBB_LABEL} && sleep 1`}
+	backup := func(t *testing.T, label string, args ...string) (staged string, r result) {
+		t.Helper()
+		st := filepath.Join(t.TempDir(), "staging")
+		r = runTool(t, s.Env(), append(append([]string{"--staging", st, "--label", label}, args...), snapshot...)...)
+		return filepath.Join(st, label), r
+	}
+	labelFrom := func(t *testing.T, staged string) string {
+		data, err := os.ReadFile(filepath.Join(staged, walcollect.LabelFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bl, err := walcollect.ParseBackupLabel(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bl.From
+	}
+
+	t.Run("idle primary: the last segment is partial", func(t *testing.T) {
+		// A write without a segment switch leaves the standby mid-segment.
+		pgtest.Exec(t, b.c.DB(t), "CREATE TABLE idle AS SELECT 1 AS i")
+		b.c.WaitReplayed(t, s)
+		staged, r := backup(t, "idle")
+		r.want(t, 0, "backup from a standby: its last WAL segment", "is still being filled")
+		m := readManifest(t, staged)
+		if m.BackupFrom != "standby" || m.WALZeroedFrom < m.StopLSN || labelFrom(t, staged) != "standby" {
+			t.Errorf("manifest backup_from %q, wal_zeroed_from %s, stop %s; label from %q", m.BackupFrom, m.WALZeroedFrom, m.StopLSN, labelFrom(t, staged))
+		}
+		runTool(t, nil, "verify", staged).want(t, 0)
+		sb.restoreAndCheck(t, filepath.Join(b.snaps, "idle"), staged)
+	})
+
+	t.Run("pgbench on the primary", func(t *testing.T) {
+		stop := b.load(t, 300*time.Millisecond)
+		staged, r := backup(t, "busy")
+		stop()
+		r.want(t, 0)
+		m := readManifest(t, staged)
+		if m.BackupFrom != "standby" || m.StartWAL == m.StopWAL {
+			t.Errorf("manifest backup_from %q, WAL %s..%s", m.BackupFrom, m.StartWAL, m.StopWAL)
+		}
+		t.Logf("WAL %s..%s, zeroed from %s", m.StartWAL, m.StopWAL, m.WALZeroedFrom)
+		runTool(t, nil, "verify", staged).want(t, 0)
+		sb.restoreAndCheck(t, filepath.Join(b.snaps, "busy"), staged)
+	})
+
+	t.Run("promoted during the backup", func(t *testing.T) {
+		b.c.WaitReplayed(t, s) // the primary's last rows are on the standby
+		st := filepath.Join(t.TempDir(), "staging")
+		psql := s.ClientBin(t, "psql")
+		r := runTool(t, s.Env(), "--staging", st, "--label", "promoted", "--", "sh", "-c", psql+` -Atc "SELECT pg_promote()"`)
+		r.want(t, 1, "stop: ", "the standby was promoted during the backup: this backup is unusable")
+		assertNothingPublished(t, st)
+		waitClean(t, sdb)
+	})
+
+	t.Run("the promoted server on timeline 2", func(t *testing.T) {
+		sb.markers = pgtest.QueryString(t, sdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker")
+		staged, r := backup(t, "tli2", "--fast")
+		r.want(t, 0)
+		m := readManifest(t, staged)
+		list, _ := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
+		if m.Timeline != 2 || m.BackupFrom != "primary" || !strings.Contains(string(list), "00000002.history\n") {
+			t.Errorf("manifest timeline %d, backup_from %q; wal_list:\n%s", m.Timeline, m.BackupFrom, list)
+		}
+		runTool(t, nil, "verify", staged).want(t, 0)
+		sb.restoreAndCheck(t, filepath.Join(b.snaps, "tli2"), staged)
+	})
+}
