@@ -382,6 +382,9 @@ func (r *run) backup(ctx context.Context) {
 	cancel()
 	if err != nil {
 		r.fail(PhaseStop, err)
+		if errors.Is(err, pgbackup.ErrSessionLost) {
+			r.explainLost(ctx, started.LSN)
+		}
 		return
 	}
 	r.report.StopLSN, r.report.StoppedAt = stopped.LSN, stopped.At
@@ -431,6 +434,46 @@ func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
 	r.report.Command = &walcollect.Command{Argv: argv, ExitCode: res.ExitCode, DurationSec: res.Duration.Seconds()}
 	r.report.StderrTail = res.StderrTail
 	r.fail(PhaseSnapshot, err)
+	return err
+}
+
+// explainLost asks the server over a new connection whether
+// max_slot_wal_keep_size explains a lost session: invalidating the slot,
+// the server ends the session holding it, and the backup with it.
+func (r *run) explainLost(ctx context.Context, start walcollect.LSN) {
+	cfg, err := pgbackup.Config(r.opts.DBName)
+	if err != nil {
+		return
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	written, limit, err := pgbackup.SlotPressure(qctx, cfg, start)
+	if err != nil || limit < 0 || written <= limit {
+		return
+	}
+	r.fail(PhaseStop, fmt.Errorf("%d MB of WAL since the backup started exceed max_slot_wal_keep_size (%d MB): the server most likely "+
+		"invalidated the WAL-retention slot and ended the session, and the backup, with it; raise max_slot_wal_keep_size "+
+		"(or set it to -1) or make the snapshot faster", written>>20, limit>>20))
+}
+
+// stageWAL copies the plan's WAL while the slot holds it. A slot that
+// max_slot_wal_keep_size invalidated, before or during the copy, lets the
+// server remove or recycle segments under us: the copy is then worthless
+// however it went, and the slot's state says so more clearly than a
+// missing file would.
+func (r *run) stageWAL(ctx context.Context, plan *walcollect.Plan) error {
+	checkSlot := func() error {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		return r.sess.CheckSlot(qctx)
+	}
+	if err := checkSlot(); err != nil {
+		return err
+	}
+	err := r.staging.StageWAL(ctx, r.source, plan)
+	if serr := checkSlot(); serr != nil {
+		return serr
+	}
 	return err
 }
 
@@ -515,7 +558,7 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 	switch r.opts.WAL {
 	case WALCopy:
 		m.WALSource, r.report.WALSource = r.source.String(), r.source.String()
-		if err := r.staging.StageWAL(ctx, r.source, plan); err != nil {
+		if err := r.stageWAL(ctx, plan); err != nil {
 			r.fail(PhaseCollect, err)
 			return
 		}

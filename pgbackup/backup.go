@@ -70,6 +70,52 @@ func (s *Session) CreateSlot(ctx context.Context, label string) (string, error) 
 	return name, nil
 }
 
+// ErrSlotLost means max_slot_wal_keep_size invalidated the WAL-retention
+// slot: the server may have removed WAL the backup needs.
+var ErrSlotLost = errors.New("the WAL-retention slot was invalidated by max_slot_wal_keep_size: the server removed WAL this backup needs; " +
+	"raise max_slot_wal_keep_size (or set it to -1) or make the snapshot faster")
+
+// CheckSlot fails with ErrSlotLost when the slot was invalidated while the
+// backup ran; servers before 13 never invalidate slots.
+func (s *Session) CheckSlot(ctx context.Context) error {
+	if s.slot == "" || s.server.VersionNum < 130000 {
+		return nil
+	}
+	var status sql.NullString
+	var keep string
+	err := s.conn.QueryRowContext(ctx, `SELECT (SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = $1),
+       current_setting('max_slot_wal_keep_size')`, s.slot).Scan(&status, &keep)
+	if err != nil {
+		return fmt.Errorf("check slot %s: %w", s.slot, s.classify(ctx, err))
+	}
+	if !status.Valid || status.String == "lost" {
+		return fmt.Errorf("slot %s (max_slot_wal_keep_size = %s): %w", s.slot, keep, ErrSlotLost)
+	}
+	return nil
+}
+
+// SlotPressure opens a new connection and returns how much WAL the server
+// has written (or, on a standby, replayed) since lsn, and its
+// max_slot_wal_keep_size in bytes (-1: unlimited, always before 13). It
+// explains a lost session: the server ends the session of a slot that
+// setting invalidates.
+func SlotPressure(ctx context.Context, cfg pq.Config, since walcollect.LSN) (written, limit int64, err error) {
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	err = db.QueryRowContext(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(
+           CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END,
+           $1::pg_lsn)::bigint,
+       pg_catalog.pg_size_bytes(COALESCE(current_setting('max_slot_wal_keep_size', true), '-1'))`, since.String()).Scan(&written, &limit)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read WAL written since %s: %w", since, err)
+	}
+	return written, limit, nil
+}
+
 // DropSlot drops the slot CreateSlot made, if any. On a lost session there
 // is nothing to do: the server dropped the temporary slot with the session.
 func (s *Session) DropSlot(ctx context.Context) error {
