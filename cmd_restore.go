@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
@@ -23,7 +25,8 @@ func restoreCommand(command []string) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "staged", Usage: "the staged backup `DIR` (STAGING/LABEL)"},
 			&cli.StringFlag{Name: "pgdata", Usage: "the data `DIR` recovered from the snapshot"},
-			&cli.StringFlag{Name: "wal-dir", Usage: "put the WAL in `DIR` (default: PGDATA/pg_wal, which may be a link)"},
+			&cli.StringFlag{Name: "wal-dir", Usage: "when the target's pg_wal links to another volume: put the WAL in `DIR` and link pg_wal to it"},
+			&cli.StringSliceFlag{Name: "tablespace-mapping", Usage: "relocate the tablespace at OLD to NEW (`OLD=NEW`, both absolute; repeatable)"},
 			&cli.StringFlag{Name: "target", Value: "immediate", Usage: "stop recovery at: immediate (end of backup), latest, a `TIME` or an LSN"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` for WAL from an archive (needed past the staged WAL)"},
 			&cli.BoolFlag{Name: "force", Usage: "restore into a target of another cluster or with a backup_label"},
@@ -35,6 +38,13 @@ func restoreCommand(command []string) *cli.Command {
 		Action: func(c *cli.Context) error {
 			o := restore.Options{Staged: c.String("staged"), PGData: c.String("pgdata"), WALDir: c.String("wal-dir"),
 				Target: c.String("target"), RestoreCommand: c.String("restore-command"), Force: c.Bool("force")}
+			for _, m := range c.StringSlice("tablespace-mapping") {
+				old, new, ok := strings.Cut(m, "=")
+				if !ok || !filepath.IsAbs(old) || !filepath.IsAbs(new) {
+					return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("--tablespace-mapping %q: want OLD=NEW, both absolute paths", m)))
+				}
+				o.TablespaceMapping = append(o.TablespaceMapping, [2]string{old, new})
+			}
 			if o.Staged == "" || o.PGData == "" || c.NArg() > 0 || len(command) > 0 {
 				return report(c.App.ErrWriter, backup.UsageError(errors.New("restore takes --staged DIR and --pgdata DIR and no arguments")))
 			}

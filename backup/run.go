@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
 	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/volume"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
@@ -105,9 +106,10 @@ const (
 	EnvTimeline = "PGFBB_TIMELINE"
 	EnvPGData   = "PGFBB_PGDATA"
 	EnvStaging  = "PGFBB_STAGING_DIR"
+	EnvVolumes  = "PGFBB_VOLUMES" // mount points holding the cluster's files, one per line
 )
 
-var childVars = []string{EnvLabel, EnvStartLSN, EnvStartWAL, EnvTimeline, EnvPGData, EnvStaging}
+var childVars = []string{EnvLabel, EnvStartLSN, EnvStartWAL, EnvTimeline, EnvPGData, EnvStaging, EnvVolumes}
 
 // Validate checks the options a wrapped run and a held one share, needing
 // neither the disk nor the database; Run checks the snapshot command too.
@@ -171,6 +173,7 @@ type run struct {
 	sess    *pgbackup.Session
 	pgdata  string
 	source  walcollect.Source // where --wal=copy reads WAL
+	volumes []volume.Place    // where the data directory, pg_wal and tablespaces live
 }
 
 func (r *run) fail(phase Phase, err error) {
@@ -247,7 +250,7 @@ func (r *run) execute(ctx context.Context) {
 	defer func() { r.fail(PhaseCleanup, r.sess.Close()) }()
 
 	r.enter(PhasePreflight)
-	if err := r.preflight(); err != nil {
+	if err := r.preflight(ctx); err != nil {
 		r.fail(PhasePreflight, err)
 		return
 	}
@@ -255,7 +258,7 @@ func (r *run) execute(ctx context.Context) {
 }
 
 // preflight adds the checks that need the local file system to the server's.
-func (r *run) preflight() error {
+func (r *run) preflight(ctx context.Context) error {
 	srv := r.sess.Server()
 	r.log.Info("connected", "version", srv.Version, "user", srv.User, "wal_level", srv.WALLevel,
 		"wal_segment_size", srv.SegmentSize, "data_directory", srv.DataDirectory)
@@ -270,6 +273,9 @@ func (r *run) preflight() error {
 	r.pgdata = r.opts.PGData
 	if r.pgdata == "" {
 		r.pgdata = srv.DataDirectory
+	}
+	if err := r.locate(ctx); err != nil {
+		return err
 	}
 	if r.opts.WAL == WALCopy {
 		if p := r.chooseSource(srv); p != "" {
@@ -286,6 +292,42 @@ func (r *run) preflight() error {
 	return nil
 }
 
+// locate finds the file systems the data directory, pg_wal and every
+// tablespace live on, for the DBA, the snapshot command and the manifest.
+// Not seeing them (a tool on another host) is said, not fatal.
+func (r *run) locate(ctx context.Context) error {
+	tablespaces, err := r.sess.Tablespaces(ctx)
+	if err != nil {
+		return err
+	}
+	var paths [][2]string
+	if r.pgdata != "" {
+		paths = append(paths, [2]string{"data_directory", r.pgdata}, [2]string{"pg_wal", filepath.Join(r.pgdata, "pg_wal")})
+	}
+	for _, ts := range tablespaces {
+		paths = append(paths, [2]string{"tablespace " + ts.Name, ts.Location})
+	}
+	mounts, err := volume.ReadMounts()
+	if err == nil {
+		r.volumes, err = volume.Locate(paths, mounts)
+	}
+	if err != nil {
+		r.note(fmt.Sprintf("cannot tell which volumes the snapshot must cover: %v", err))
+	}
+	for _, p := range r.volumes {
+		r.log.Info("volume", "role", p.Role, "path", p.Real, "mount", p.Mount.Point, "fstype", p.Mount.FSType, "source", p.Mount.Source, "st_dev", p.Dev)
+	}
+	if n := volume.Units(r.volumes); n > 1 {
+		var where []string
+		for _, p := range r.volumes {
+			where = append(where, fmt.Sprintf("%s on %s (%s %s)", p.Role, p.Mount.Point, p.Mount.FSType, p.Dev))
+		}
+		r.note(fmt.Sprintf("the cluster spans %d file systems or subvolumes, and the snapshot must cover every one: %s; "+
+			"separate snapshots are not atomic, which backup mode and the staged WAL make safe", n, strings.Join(where, ", ")))
+	}
+	return nil
+}
+
 // chooseSource picks where --wal=copy reads WAL, or says why it cannot.
 func (r *run) chooseSource(srv *pgbackup.Server) string {
 	local := r.checkWALDir(srv)
@@ -293,17 +335,23 @@ func (r *run) chooseSource(srv *pgbackup.Server) string {
 	if !srv.CanReadFiles() {
 		sql = "cannot read WAL over SQL: " + srv.ReadFilesRemedy()
 	}
+	want := r.opts.WALSource
+	if want == SourceAuto && r.opts.PGData != "" {
+		// --pgdata says where the files are: a mistake there must not
+		// be papered over by reading WAL another way.
+		want = SourceLocal
+	}
 	switch {
-	case r.opts.WALSource != SourceSQL && local == "":
+	case want != SourceSQL && local == "":
 		r.source = walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
-	case r.opts.WALSource != SourceLocal && sql == "":
+	case want != SourceLocal && sql == "":
 		if r.opts.WALSource == SourceAuto {
 			r.note("reading WAL over SQL (pg_read_binary_file): " + local)
 		}
 		r.source = r.sess.WALSource()
-	case r.opts.WALSource == SourceLocal:
+	case want == SourceLocal:
 		return local
-	case r.opts.WALSource == SourceSQL:
+	case want == SourceSQL:
 		return sql
 	default:
 		return local + "; " + sql
@@ -368,6 +416,7 @@ func (r *run) backup(ctx context.Context) {
 		EnvTimeline: strconv.FormatUint(uint64(started.Timeline), 10),
 		EnvPGData:   r.pgdata,
 		EnvStaging:  r.opts.Staging,
+		EnvVolumes:  strings.Join(volume.MountPoints(r.volumes), "\n"),
 	}
 	var snapErr error
 	if r.opts.Hold != nil {
@@ -554,6 +603,14 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		WALSegmentSize: srv.SegmentSize, WALMode: r.opts.WAL, PGData: r.pgdata, BackupFrom: from, WALZeroedFrom: plan.ZeroFrom,
 		StartedAt: started.At.UTC(), StoppedAt: stopped.At.UTC(),
 		BackupModeSecs: stopped.At.Sub(started.At).Seconds(), Command: r.report.Command,
+		Volumes: r.volumes,
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	m.Tablespaces, err = r.sess.Tablespaces(qctx)
+	cancel()
+	if err != nil {
+		r.fail(PhaseCollect, err)
+		return
 	}
 	switch r.opts.WAL {
 	case WALCopy:

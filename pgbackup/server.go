@@ -141,3 +141,25 @@ func (s *Session) Preflight() error {
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// Tablespaces lists the user tablespaces (not pg_default and pg_global).
+func (s *Session) Tablespaces(ctx context.Context) ([]walcollect.Tablespace, error) {
+	rows, err := s.conn.QueryContext(ctx, `SELECT oid, spcname, pg_catalog.pg_tablespace_location(oid)
+FROM pg_catalog.pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid`)
+	if err != nil {
+		return nil, fmt.Errorf("list tablespaces: %w", s.classify(ctx, err))
+	}
+	defer rows.Close()
+	out := []walcollect.Tablespace{}
+	for rows.Next() {
+		var ts walcollect.Tablespace
+		if err := rows.Scan(&ts.OID, &ts.Name, &ts.Location); err != nil {
+			return nil, fmt.Errorf("list tablespaces: %w", err)
+		}
+		out = append(out, ts)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tablespaces: %w", s.classify(ctx, err))
+	}
+	return out, nil
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	_ "github.com/lib/pq" // the rehearsal's query
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
 // Rehearsal is what a restore rehearsal measured.
@@ -40,6 +41,14 @@ type RehearseOptions struct {
 // reached consistency and ended, runs a query, stops the server and removes
 // the copy. The target itself is only read.
 func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
+	// The copy is of the data directory alone: a server started on it would
+	// use the original tablespaces and, through a pg_wal link, WAL directory.
+	_, mapErr := os.Stat(filepath.Join(o.Staged, walcollect.MapFile))
+	wal, walErr := os.Lstat(filepath.Join(o.PGData, "pg_wal"))
+	if mapErr == nil || (walErr == nil && wal.Mode()&os.ModeSymlink != 0) || o.WALDir != "" {
+		return nil, fmt.Errorf("%w: a rehearsal copies the data directory only, and this backup has tablespaces or pg_wal on "+
+			"another volume: restore it for real into snapshots of every volume instead", ErrRefused)
+	}
 	m, err := Check(ctx, o.Options)
 	if err != nil {
 		return nil, err

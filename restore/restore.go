@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,9 +23,15 @@ import (
 type Options struct {
 	Staged string // the staged backup directory
 	PGData string // the data directory recovered from the snapshot
-	// WALDir receives the WAL (default PGData/pg_wal, which may be a link
-	// to another volume).
+	// WALDir receives the WAL when the target's pg_wal is a link to
+	// another volume: the link still points at the original cluster's WAL
+	// directory, which a restore must never empty, so WALDir is then
+	// required and pg_wal is linked to it.
 	WALDir string
+	// TablespaceMapping relocates tablespaces: a tablespace_map location
+	// OLD becomes NEW, like pg_basebackup --tablespace-mapping OLD=NEW.
+	// PostgreSQL re-creates the pg_tblspc links from the map.
+	TablespaceMapping [][2]string
 	// Target is where recovery stops: "immediate" (the end of the backup,
 	// the default), "latest", a timestamp or an LSN.
 	Target string
@@ -93,6 +100,16 @@ func check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	if endsAtWALEnd(o, m) && o.RestoreCommand != "" {
 		return nil, fmt.Errorf("backup %s is from a standby: --target immediate replays its staged WAL to the end, "+
 			"and with --restore-command that would be the whole archive; give an LSN or time target instead", m.Label)
+	}
+	if err := checkWALDir(o); err != nil {
+		return nil, err
+	}
+	spcmap, err := tablespaceMap(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInUse(o, spcmap); err != nil {
+		return nil, err
 	}
 	version, err := os.ReadFile(filepath.Join(o.PGData, "PG_VERSION"))
 	if err != nil {
@@ -170,14 +187,18 @@ func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	if err := place(filepath.Join(o.Staged, walcollect.LabelFile), filepath.Join(o.PGData, walcollect.LabelFile)); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(o.Staged, walcollect.MapFile)); err == nil {
-		if err := place(filepath.Join(o.Staged, walcollect.MapFile), filepath.Join(o.PGData, walcollect.MapFile)); err != nil {
+	if spcmap, err := tablespaceMap(o); err != nil {
+		return nil, err
+	} else if spcmap != nil {
+		if err := writeOwned(filepath.Join(o.PGData, walcollect.MapFile), string(spcmap), os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
 			return nil, err
 		}
 	}
-	walDir := o.WALDir
-	if walDir == "" {
-		walDir = filepath.Join(o.PGData, "pg_wal")
+	walDir := filepath.Join(o.PGData, "pg_wal")
+	if o.WALDir != "" {
+		if walDir, err = relinkWAL(o, owner); err != nil {
+			return nil, err
+		}
 	}
 	if err := emptyWAL(walDir); err != nil {
 		return nil, err
@@ -197,6 +218,148 @@ func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 		}
 	}
 	return m, writeRecovery(o, m, owner)
+}
+
+// checkWALDir refuses to touch a pg_wal that links out of the target
+// unless --wal-dir says where the restored WAL goes instead.
+func checkWALDir(o Options) error {
+	link := filepath.Join(o.PGData, "pg_wal")
+	fi, err := os.Lstat(link)
+	if err != nil {
+		return fmt.Errorf("target has no pg_wal: %w", err)
+	}
+	isLink := fi.Mode()&os.ModeSymlink != 0
+	switch {
+	case isLink && o.WALDir == "":
+		dest, _ := os.Readlink(link)
+		return fmt.Errorf("the target's pg_wal is a link to %s, most likely the original cluster's WAL directory, which a restore "+
+			"never empties: restore that volume's snapshot somewhere and give --wal-dir DIR; pg_wal is then linked to DIR", dest)
+	case !isLink && o.WALDir != "":
+		return errors.New("--wal-dir is for a target whose pg_wal is a link to another volume; this one's is a directory")
+	case o.WALDir != "":
+		if fi, err := os.Stat(o.WALDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--wal-dir %s: not a directory (%v)", o.WALDir, err)
+		}
+	}
+	return nil
+}
+
+// checkInUse refuses a WAL directory or tablespace location that a running
+// server uses: restoring "in place" while the original cluster still runs
+// would let two servers write to one directory.
+func checkInUse(o Options, spcmap []byte) error {
+	used := map[string]string{} // real path -> the running data directory using it
+	for _, dir := range runningDataDirs() {
+		used[dir] = dir
+		links, _ := filepath.Glob(filepath.Join(dir, "pg_tblspc", "*"))
+		for _, l := range append(links, filepath.Join(dir, "pg_wal")) {
+			if real, err := filepath.EvalSymlinks(l); err == nil {
+				used[real] = dir
+			}
+		}
+	}
+	var mine []string
+	if o.WALDir != "" {
+		mine = append(mine, o.WALDir)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(spcmap)), "\n") {
+		if _, loc, ok := strings.Cut(line, " "); ok {
+			mine = append(mine, loc)
+		}
+	}
+	for _, p := range mine {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			continue
+		}
+		if dir, ok := used[real]; ok {
+			return fmt.Errorf("%s is in use by the server running on %s: stop it, or restore elsewhere (--tablespace-mapping, --wal-dir)", p, dir)
+		}
+	}
+	return nil
+}
+
+// runningDataDirs lists the data directories of running servers on this
+// host: a server process's working directory is its data directory.
+func runningDataDirs() []string {
+	var dirs []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, p := range procs {
+		cwd, err := os.Readlink(p)
+		if err != nil || slices.Contains(dirs, cwd) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(cwd, "postmaster.pid")); err == nil && runningPostmaster(cwd) != 0 {
+			dirs = append(dirs, cwd)
+		}
+	}
+	return dirs
+}
+
+// relinkWAL points the target's pg_wal at --wal-dir and returns that.
+func relinkWAL(o Options, owner *syscall.Stat_t) (string, error) {
+	dir, err := filepath.Abs(o.WALDir)
+	if err != nil {
+		return "", err
+	}
+	link := filepath.Join(o.PGData, "pg_wal")
+	if cur, _ := os.Readlink(link); cur == dir {
+		return dir, nil
+	}
+	if err := os.Remove(link); err != nil {
+		return "", fmt.Errorf("re-link pg_wal: %w", err)
+	}
+	if err := os.Symlink(dir, link); err != nil {
+		return "", fmt.Errorf("re-link pg_wal: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(link, int(owner.Uid), int(owner.Gid)); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// tablespaceMap returns the staged tablespace_map with --tablespace-mapping
+// applied, nil when the backup has none. Each mapping must match a
+// tablespace, and every location the map ends up with must exist: that is
+// where the tablespace's snapshot has to be restored.
+func tablespaceMap(o Options) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(o.Staged, walcollect.MapFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if len(o.TablespaceMapping) > 0 {
+			return nil, errors.New("--tablespace-mapping given, but the backup has no tablespace_map")
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	for _, m := range o.TablespaceMapping {
+		found := false
+		for i, line := range lines {
+			oid, loc, _ := strings.Cut(line, " ")
+			if loc == m[0] {
+				lines[i], found = oid+" "+m[1], true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("--tablespace-mapping %s=%s: no tablespace of the backup is at %s", m[0], m[1], m[0])
+		}
+	}
+	var missing []string
+	for _, line := range lines {
+		oid, loc, _ := strings.Cut(line, " ")
+		if fi, err := os.Stat(loc); err != nil || !fi.IsDir() {
+			missing = append(missing, fmt.Sprintf("tablespace %s at %s", oid, loc))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: not a directory; restore each tablespace's snapshot there, or elsewhere with --tablespace-mapping OLD=NEW",
+			strings.Join(missing, ", "))
+	}
+	return []byte(strings.Join(lines, "\n") + "\n"), nil
 }
 
 // emptyWAL removes everything from pg_wal but the archive_status directory,

@@ -104,3 +104,11 @@ func run(t testing.TB, name string, args ...string) {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
+
+// Rollback replaces the subvolume at path with a writable snapshot of
+// snapshot: a volume restored from its snapshot, in place.
+func Rollback(t testing.TB, snapshot, path string) {
+	t.Helper()
+	run(t, "btrfs", "subvolume", "delete", path)
+	Snapshot(t, snapshot, path, false)
+}

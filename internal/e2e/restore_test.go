@@ -100,6 +100,13 @@ func (b *bench) restoreAndCheck(t *testing.T, snapshot, staged string, restoreAr
 	t.Helper()
 	dir := filepath.Join(b.fs.Mount, "restore-"+filepath.Base(staged))
 	btrfstest.Snapshot(t, snapshot, dir, false)
+	b.restoreInto(t, dir, staged, restoreArgs...)
+}
+
+// restoreInto restores a staged backup into the data directory dir and
+// proves it as restoreAndCheck does; it returns the running restored cluster.
+func (b *bench) restoreInto(t *testing.T, dir, staged string, restoreArgs ...string) *pgtest.Cluster {
+	t.Helper()
 	runTool(t, nil, append([]string{"restore", "--staged", staged, "--pgdata", dir}, restoreArgs...)...).
 		want(t, 0, "restore of "+readManifest(t, staged).Label+" laid out")
 	rc := pgtest.Existing(t, b.c.Install, dir)
@@ -122,6 +129,7 @@ func (b *bench) restoreAndCheck(t *testing.T, snapshot, staged string, restoreAr
 		t.Errorf("pgbench_accounts has %s rows, want %d", got, scale*100000)
 	}
 	amcheck(t, rc)
+	return rc
 }
 
 // scale is pgbench's scale factor for the clusters backed up under load.

@@ -1,0 +1,67 @@
+package volume
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseMountInfo(t *testing.T) {
+	in := `22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw
+90 27 0:55 /pgdata /srv/pg\040data rw,relatime shared:40 master:3 - btrfs /dev/loop0 rw,space_cache=v2
+`
+	got, err := ParseMountInfo(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mount{
+		{Point: "/proc", Device: "0:21", FSType: "proc", Source: "proc"},
+		{Point: "/", Device: "259:2", FSType: "ext4", Source: "/dev/nvme0n1p2"},
+		{Point: "/srv/pg data", Device: "0:55", FSType: "btrfs", Source: "/dev/loop0"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d mounts: %+v", len(got), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("mount %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if _, err := ParseMountInfo(strings.NewReader("1 2 3\n")); err == nil {
+		t.Error("a malformed line was accepted")
+	}
+}
+
+func TestLocate(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	wal := filepath.Join(root, "walvol", "wal")
+	for _, d := range []string{data, wal} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// pg_wal is a link to another "volume", as initdb --waldir makes it.
+	if err := os.Symlink(wal, filepath.Join(data, "pg_wal")); err != nil {
+		t.Fatal(err)
+	}
+	mounts := []Mount{{Point: "/", Device: "8:1"}, {Point: filepath.Join(root, "walvol"), Device: "8:2"}, {Point: root + "v", Device: "8:3"}}
+	places, err := Locate([][2]string{{"data_directory", data}, {"pg_wal", filepath.Join(data, "pg_wal")}}, mounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if places[0].Mount.Device != "8:1" || places[1].Mount.Device != "8:2" || places[1].Real != wal {
+		t.Fatalf("places %+v", places)
+	}
+	if got := MountPoints(places); len(got) != 2 || got[1] != filepath.Join(root, "walvol") {
+		t.Errorf("MountPoints = %v", got)
+	}
+	if Units(places) != 2 {
+		t.Errorf("Units = %d", Units(places))
+	}
+	if _, err := Locate([][2]string{{"tablespace gone", filepath.Join(root, "nope")}}, mounts); err == nil || !strings.Contains(err.Error(), "tablespace gone") {
+		t.Errorf("a missing path: %v", err)
+	}
+}
