@@ -114,12 +114,7 @@ func TestTablespaces(t *testing.T) {
 		runTool(t, nil, "restore", "--rehearse", "--staged", staged, "--pgdata", dir).want(t, 3, "has tablespaces or pg_wal on another volume")
 
 		rc := b.restoreInto(t, dir, staged, "--wal-dir", newWAL, "--tablespace-mapping", ts1+"="+newTS1, "--tablespace-mapping", ts2+"="+newTS2)
-		rdb := rc.DB(t)
-		for name, want := range map[string]string{"ts1": newTS1, "ts2": newTS2} {
-			if got := pgtest.QueryString(t, rdb, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = $1", name); got != want {
-				t.Errorf("restored %s is at %q, want %q", name, got, want)
-			}
-		}
+		checkLocations(t, rc, map[string]string{"ts1": newTS1, "ts2": newTS2})
 		if got, _ := os.Readlink(filepath.Join(dir, "pg_wal")); got != newWAL {
 			t.Errorf("restored pg_wal links to %q, want %q", got, newWAL)
 		}
@@ -133,11 +128,47 @@ func TestTablespaces(t *testing.T) {
 		btrfstest.Rollback(t, filepath.Join(fs2.Mount, "snaps", "pg"), ts1vol)
 		btrfstest.Rollback(t, filepath.Join(fs3.Mount, "snaps", "pg"), walvol)
 		rc := b.restoreInto(t, data, staged, "--wal-dir", waldir)
-		rdb := rc.DB(t)
-		for name, want := range map[string]string{"ts1": ts1, "ts2": ts2} {
-			if got := pgtest.QueryString(t, rdb, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = $1", name); got != want {
-				t.Errorf("restored %s is at %q, want %q", name, got, want)
-			}
-		}
+		checkLocations(t, rc, map[string]string{"ts1": ts1, "ts2": ts2})
+		rc.Stop(t)
 	})
+
+	t.Run("in place, one tablespace moved by editing the map", func(t *testing.T) {
+		btrfstest.Rollback(t, filepath.Join(fs1.Mount, "snaps", "data"), data)
+		btrfstest.Rollback(t, filepath.Join(fs1.Mount, "snaps", "ts2"), ts2)
+		btrfstest.Rollback(t, filepath.Join(fs3.Mount, "snaps", "pg"), walvol)
+		moved := filepath.Join(fs2.Mount, "moved")
+		btrfstest.Snapshot(t, filepath.Join(fs2.Mount, "snaps", "pg"), moved, false)
+		runTool(t, nil, "restore", "--staged", staged, "--pgdata", data, "--wal-dir", waldir).want(t, 0)
+		// What the README tells a DBA to do: one "OID LOCATION" line each.
+		mapFile := filepath.Join(data, "tablespace_map")
+		text, err := os.ReadFile(mapFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := strings.Replace(string(text), oids["ts1"]+" "+ts1+"\n", oids["ts1"]+" "+filepath.Join(moved, "ts1")+"\n", 1)
+		if edited == string(text) {
+			t.Fatalf("tablespace_map has no line for ts1:\n%s", text)
+		}
+		if err := os.WriteFile(mapFile, []byte(edited), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rc := pgtest.Existing(t, in, data)
+		rdb := rc.StartRecovered(t)
+		checkLocations(t, rc, map[string]string{"ts1": filepath.Join(moved, "ts1"), "ts2": ts2})
+		if got := pgtest.QueryString(t, rdb, "SELECT count(*) FROM pgbench_accounts"); got != strconv.Itoa(scale*100000) {
+			t.Errorf("pgbench_accounts has %s rows", got)
+		}
+		amcheck(t, rc)
+	})
+}
+
+// checkLocations checks where the restored tablespaces are.
+func checkLocations(t *testing.T, c *pgtest.Cluster, want map[string]string) {
+	t.Helper()
+	db := c.DB(t)
+	for name, loc := range want {
+		if got := pgtest.QueryString(t, db, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = $1", name); got != loc {
+			t.Errorf("restored %s is at %q, want %q", name, got, loc)
+		}
+	}
 }
