@@ -78,7 +78,7 @@ func hookCommands(command []string) []*cli.Command {
 				if err != nil {
 					return report(c.App.ErrWriter, fmt.Errorf("find own executable: %w", err))
 				}
-				spec := hook.Spec{Backup: backupOptions(c), RunDir: dir, HoldTimeout: c.Duration("hold-timeout"), Verbose: c.Bool("verbose")}
+				spec := hook.Spec{Backup: backupOptions(c), RunDir: dir, HoldTimeout: c.Duration("hold-timeout")}
 				st, err := hook.Pre(c.Context, spec, exe)
 				var failed *hook.Failed
 				if errors.As(err, &failed) {

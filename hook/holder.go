@@ -25,7 +25,6 @@ type Spec struct {
 	Backup      backup.Options `json:"backup"`
 	RunDir      string         `json:"run_dir"`
 	HoldTimeout time.Duration  `json:"hold_timeout"`
-	Verbose     bool           `json:"verbose"`
 }
 
 // Control operations, sent as one JSON line over the socket.
@@ -132,8 +131,7 @@ func (h *holder) run(ctx context.Context) *Result {
 	}
 	if err != nil {
 		res := failure(label, backup.ExitUsage, fmt.Errorf("control socket: %w", err))
-		h.deliver(res)
-		h.dir.release(lock, label, "log")
+		h.finish(lock, res)
 		return res
 	}
 	go h.serve(ln)
@@ -149,14 +147,19 @@ func (h *holder) run(ctx context.Context) *Result {
 	if err == nil {
 		res.Summary = rep.Summary()
 	}
-	h.log.Info("finished", "exit_code", res.ExitCode, "report", res.Report)
-	// The log outlives the holder only with an outcome nobody has seen.
-	if h.deliver(res) {
-		h.dir.release(lock, label)
-	} else {
-		h.dir.release(lock, label, "result", "log")
-	}
+	h.finish(lock, res)
 	return res
+}
+
+// finish hands the outcome over and releases the label. The log outlives
+// the holder only with an outcome nobody has seen yet.
+func (h *holder) finish(lock *os.File, res *Result) {
+	h.log.Info("finished", "exit_code", res.ExitCode, "report", res.Report)
+	if h.deliver(res) {
+		h.dir.release(lock, res.Label)
+	} else {
+		h.dir.release(lock, res.Label, "result", "log")
+	}
 }
 
 // discardStale removes what earlier holders of the label left: an outcome
