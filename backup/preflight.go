@@ -1,0 +1,133 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/volume"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
+)
+
+// preflight adds the checks that need the local file system to the server's.
+func (r *run) preflight(ctx context.Context) error {
+	srv := r.sess.Server()
+	r.log.Info("connected", "version", srv.Version, "user", srv.User, "wal_level", srv.WALLevel,
+		"wal_segment_size", srv.SegmentSize, "data_directory", srv.DataDirectory)
+	var problems []string
+	if err := r.sess.Preflight(); err != nil {
+		var pe *pgbackup.PreflightError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		problems = pe.Problems
+	}
+	r.pgdata = r.opts.PGData
+	if r.pgdata == "" {
+		r.pgdata = srv.DataDirectory
+	}
+	if err := r.locate(ctx); err != nil {
+		return err
+	}
+	if r.opts.WAL == WALCopy {
+		if p := r.chooseSource(srv); p != "" {
+			problems = append(problems, p)
+		}
+	}
+	if r.opts.WAL == WALArchive && !archiving(srv) {
+		problems = append(problems, fmt.Sprintf("--wal=archive relies on the WAL archive, but archive_mode is %s on this server: "+
+			"enable archiving, or use --wal=copy", srv.ArchiveMode))
+	}
+	if len(problems) > 0 {
+		return &pgbackup.PreflightError{Problems: problems}
+	}
+	return nil
+}
+
+// locate finds the file systems the data directory, pg_wal and every
+// tablespace live on, for the DBA, the snapshot command and the manifest.
+// Not seeing them (a tool on another host) is said, not fatal.
+func (r *run) locate(ctx context.Context) error {
+	tablespaces, err := r.sess.Tablespaces(ctx)
+	if err != nil {
+		return err
+	}
+	var paths [][2]string
+	if r.pgdata != "" {
+		paths = append(paths, [2]string{"data_directory", r.pgdata}, [2]string{"pg_wal", filepath.Join(r.pgdata, "pg_wal")})
+	}
+	for _, ts := range tablespaces {
+		paths = append(paths, [2]string{"tablespace " + ts.Name, ts.Location})
+	}
+	mounts, err := volume.ReadMounts()
+	if err == nil {
+		r.volumes, err = volume.Locate(paths, mounts)
+	}
+	if err != nil {
+		r.note(fmt.Sprintf("cannot tell which volumes the snapshot must cover: %v", err))
+	}
+	for _, p := range r.volumes {
+		r.log.Info("volume", "role", p.Role, "path", p.Real, "mount", p.Mount.Point, "fstype", p.Mount.FSType, "source", p.Mount.Source, "st_dev", p.Dev)
+	}
+	if n := volume.Units(r.volumes); n > 1 {
+		var where []string
+		for _, p := range r.volumes {
+			where = append(where, fmt.Sprintf("%s on %s (%s %s)", p.Role, p.Mount.Point, p.Mount.FSType, p.Dev))
+		}
+		r.note(fmt.Sprintf("the cluster spans %d file systems or subvolumes, and the snapshot must cover every one: %s; "+
+			"separate snapshots are not atomic, which backup mode and the staged WAL make safe", n, strings.Join(where, ", ")))
+	}
+	return nil
+}
+
+// chooseSource picks where --wal=copy reads WAL, or says why it cannot.
+func (r *run) chooseSource(srv *pgbackup.Server) string {
+	local := r.checkWALDir(srv)
+	sql := ""
+	if !srv.CanReadFiles() {
+		sql = "cannot read WAL over SQL: " + srv.ReadFilesRemedy()
+	}
+	want := r.opts.WALSource
+	if want == SourceAuto && r.opts.PGData != "" {
+		// --pgdata says where the files are: a mistake there must not
+		// be papered over by reading WAL another way.
+		want = SourceLocal
+	}
+	switch {
+	case want != SourceSQL && local == "":
+		r.source = walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
+	case want != SourceLocal && sql == "":
+		if r.opts.WALSource == SourceAuto {
+			r.note("reading WAL over SQL (pg_read_binary_file): " + local)
+		}
+		r.source = r.sess.WALSource()
+	case want == SourceLocal:
+		return local
+	case want == SourceSQL:
+		return sql
+	default:
+		return local + "; " + sql
+	}
+	return ""
+}
+
+func (r *run) checkWALDir(srv *pgbackup.Server) string {
+	if r.pgdata == "" {
+		return "cannot learn the data directory (the role lacks superuser or pg_read_all_settings): pass --pgdata, or --wal=skip"
+	}
+	if _, err := os.ReadDir(filepath.Join(r.pgdata, "pg_wal")); err != nil {
+		return fmt.Sprintf("WAL directory not readable for staging: %v", err)
+	}
+	id, err := walcollect.ControlSystemID(r.pgdata)
+	if err != nil {
+		return err.Error()
+	}
+	if srv.SystemID != 0 && id != srv.SystemID {
+		return fmt.Sprintf("data directory %s belongs to another cluster (system identifier %d, server has %d)", r.pgdata, id, srv.SystemID)
+	}
+	return ""
+}
