@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -226,22 +227,119 @@ func New(t testing.TB, in Install, opts Options) *Cluster {
 }
 
 // Standby clones c into pgdata (an empty directory the server's OS user
-// owns, or "" for a temp dir) with pg_basebackup -R, and starts the clone as
-// a streaming hot standby; it is stopped when the test ends.
+// owns, or "" for a temp dir) and starts the clone as a hot standby that
+// streams from c through a replication slot; it is stopped when the test
+// ends. The clone is a low-level backup (start, copy, stop) rather than
+// pg_basebackup's: Debian's client cannot clone a newer server, and the npm
+// builds ship none.
 func (c *Cluster) Standby(t testing.TB, pgdata string) *Cluster {
 	t.Helper()
 	s := Existing(t, c.Install, pgdata)
 	if s.PGData == "" {
 		s.PGData = filepath.Join(filepath.Dir(s.Socket), "data")
+		if err := os.Mkdir(s.PGData, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// As the server's user, so that the copy is its own.
-	c.Install.Run(t, c.ClientBin(t, "pg_basebackup"), "-D", s.PGData, "-R", "-X", "stream", "-c", "fast", "-d", c.ConnString("postgres"))
-	// pg_basebackup keeps the mode of a directory that existed.
+	ctx := context.Background()
+	conn, err := c.DB(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	slot := fmt.Sprintf("standby_%d", s.Port+int(time.Now().UnixNano()%1e6))
+	start, stop := "SELECT pg_backup_start('standby', true)", "SELECT labelfile FROM pg_backup_stop(false)"
+	if c.Major < 15 {
+		start, stop = "SELECT pg_start_backup('standby', true, false)", "SELECT labelfile FROM pg_stop_backup(false, false)"
+	}
+	var label string
+	for _, q := range []string{"SELECT pg_create_physical_replication_slot('" + slot + "', true)", start} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	copyCluster(t, c.PGData, s.PGData)
 	if err := os.Chmod(s.PGData, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	if err := conn.QueryRowContext(ctx, stop).Scan(&label); err != nil {
+		t.Fatalf("%s: %v", stop, err)
+	}
+	conf := []string{
+		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", c.Socket, c.Port),
+		"primary_slot_name = '" + slot + "'",
+	}
+	files := map[string]string{"backup_label": label}
+	if c.Major >= 12 {
+		files["standby.signal"] = ""
+		s.AppendConf(t, conf...)
+	} else {
+		files["recovery.conf"] = strings.Join(append(conf, "standby_mode = 'on'"), "\n") + "\n"
+	}
+	for name, text := range files {
+		path := filepath.Join(s.PGData, name)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		Chown(t, path)
+	}
 	s.Start(t)
 	return s
+}
+
+// copyCluster copies a running cluster's data directory, as a backup in
+// progress allows: files that vanish while it reads are skipped, and the
+// WAL, the slots and the pid file are left out.
+func copyCluster(t testing.TB, from, to string) {
+	t.Helper()
+	skip := map[string]bool{"postmaster.pid": true, "postmaster.opts": true}
+	empty := map[string]bool{"pg_wal": true, "pg_replslot": true}
+	err := filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(from, path)
+		if errors.Is(err, os.ErrNotExist) || skip[rel] {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		switch {
+		case rel == ".":
+			return nil
+		case d.IsDir():
+			if err := os.Mkdir(dst, 0o700); err != nil {
+				return err
+			}
+			Chown(t, dst)
+			if empty[rel] {
+				return filepath.SkipDir
+			}
+			return nil
+		case d.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			return err
+		}
+		Chown(t, dst)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", from, err)
+	}
+	os.Mkdir(filepath.Join(to, "pg_wal", "archive_status"), 0o700)
+	Chown(t, filepath.Join(to, "pg_wal", "archive_status"))
 }
 
 // WaitReplayed waits until standby s has replayed everything c has written.
