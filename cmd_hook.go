@@ -47,14 +47,16 @@ func hookCommands(command []string) []*cli.Command {
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
+			// The outcome is what a hook runner logs: the summary of a
+			// published backup on stdout, any report on stderr.
 			fmt.Fprint(c.App.ErrWriter, res.Report)
-			if res.ExitCode == backup.ExitOK && c.Bool("verbose") {
-				fmt.Fprintln(c.App.ErrWriter, res.Summary)
+			if res.Summary != "" {
+				fmt.Fprintln(c.App.Writer, res.Summary)
 			}
 			return res.Err()
 		}
 	}
-	finishFlags := []cli.Flag{stagingFlag, runDirFlag, labelFlag, verboseFlag}
+	finishFlags := []cli.Flag{stagingFlag, runDirFlag, labelFlag}
 	return []*cli.Command{
 		{
 			Name:  "pre",
@@ -106,8 +108,9 @@ func hookCommands(command []string) []*cli.Command {
 			Name:  "post",
 			Usage: "stop the held backup and stage label, map and WAL, for a post-snapshot hook",
 			Description: "Tells the holder to stop the backup in its session, stage and publish it exactly as the wrapper does,\n" +
-				"and prints its report. Without --label it finishes the only held backup, and refuses when there are\n" +
-				"several. A holder that ended on its own hands over its report; one that died is exit 1.\n\n" + exitCodes,
+				"and prints its report: on success one summary line on stdout, otherwise the full report on stderr.\n" +
+				"Without --label it finishes the only held backup, and refuses when there are several. A holder that\n" +
+				"ended on its own hands over its report; one that died is exit 1.\n\n" + exitCodes,
 			Flags:  finishFlags,
 			Action: finish(hook.OpPost),
 		},

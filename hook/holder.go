@@ -144,7 +144,7 @@ func (h *holder) run(ctx context.Context) *Result {
 	var out bytes.Buffer
 	backup.Print(&out, rep, err, false)
 	res := &Result{Label: label, ExitCode: backup.ExitCode(err), Report: out.String(), Path: rep.Path}
-	if err == nil {
+	if rep.Path != "" {
 		res.Summary = rep.Summary()
 	}
 	h.finish(lock, res)

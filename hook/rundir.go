@@ -59,7 +59,7 @@ type Result struct {
 	Label    string `json:"label"`
 	ExitCode int    `json:"exit_code"`
 	Report   string `json:"report,omitempty"`  // what the wrapper would print for this outcome
-	Summary  string `json:"summary,omitempty"` // the one line a verbose run prints on success
+	Summary  string `json:"summary,omitempty"` // one line on a published backup
 	Path     string `json:"path,omitempty"`    // the published backup
 }
 

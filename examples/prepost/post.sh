@@ -16,7 +16,7 @@ export PGFBB_STAGING
 if [ "${1:-}" = abort ]; then
 	exec pgfbb-wrap abort --label "$LABEL"
 fi
-pgfbb-wrap post --label "$LABEL"
+pgfbb-wrap post --label "$LABEL" >&2 # its summary line goes to the hook's log
 
 staged=$(pgfbb-wrap path --label "$LABEL" dir)
 pgfbb-wrap verify "$staged" >/dev/null

@@ -183,7 +183,7 @@ func TestHookFailures(t *testing.T) {
 		st := newStaging(t)
 		first := pre(t, st, "twice")
 		runTool(t, env, "pre", "--staging", st, "--label", "twice", "--fast").want(t, 2, "already held by pid "+strconv.Itoa(first.PID))
-		runTool(t, nil, "post", "--staging", st, "--label", "twice", "-v").want(t, 0, "backup twice complete")
+		runTool(t, nil, "post", "--staging", st, "--label", "twice").want(t, 0, "backup twice complete")
 		staged, _ := filepath.Abs(filepath.Join(st, "twice"))
 		for kind, want := range map[string]string{"dir": staged, "label-file": filepath.Join(staged, walcollect.LabelFile),
 			"wal-list": filepath.Join(staged, walcollect.WALListFile)} {
