@@ -70,8 +70,9 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		Description: "Opens one database session, starts a non-exclusive backup, runs the snapshot command, stops the\n" +
 			"backup in the same session and stages backup_label, tablespace_map and the WAL the restore needs.\n" +
 			"The connection comes from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...) and --dbname.\n" +
-			"The command sees PGFBB_LABEL, PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and\n" +
-			"PGFBB_STAGING_DIR, and ${PGFBB_...} in its arguments is replaced by their values.\n\n" + exitCodes,
+			"The command sees PGFBB_LABEL, PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA,\n" +
+			"PGFBB_STAGING_DIR and PGFBB_VOLUMES, and ${PGFBB_...} in its arguments is replaced by their values.\n" +
+			"For orchestrators that only run a command before and one after the snapshot: pre and post.\n\n" + exitCodes,
 		HideHelpCommand: true,
 		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command)},
 			hookCommands(command)...),
