@@ -24,6 +24,7 @@ func TestStandby(t *testing.T) {
 }
 
 func standby(t *testing.T, in pgtest.Install) {
+	parent := t
 	b := newBench(t, in, pgtest.Options{})
 	dir := b.fs.Subvolume(t, "standby")
 	pgtest.Chown(t, dir)
@@ -65,18 +66,43 @@ func standby(t *testing.T, in pgtest.Install) {
 		sb.restoreAndCheck(t, filepath.Join(b.snaps, "idle"), staged)
 	})
 
-	t.Run("pgbench on the primary", func(t *testing.T) {
+	t.Run("pgbench on the primary, WAL read over SQL", func(t *testing.T) {
 		stop := b.load(t, 300*time.Millisecond)
-		staged, r := backup(t, "busy")
+		staged, r := backup(t, "busy", "--wal-source=sql")
 		stop()
 		r.want(t, 0)
 		m := readManifest(t, staged)
-		if m.BackupFrom != "standby" || m.StartWAL == m.StopWAL {
-			t.Errorf("manifest backup_from %q, WAL %s..%s", m.BackupFrom, m.StartWAL, m.StopWAL)
+		if m.BackupFrom != "standby" || m.StartWAL == m.StopWAL || m.WALSource != "sql:pg_read_binary_file" {
+			t.Errorf("manifest backup_from %q, WAL %s..%s from %s", m.BackupFrom, m.StartWAL, m.StopWAL, m.WALSource)
 		}
 		t.Logf("WAL %s..%s, zeroed from %s", m.StartWAL, m.StopWAL, m.WALZeroedFrom)
 		runTool(t, nil, "verify", staged).want(t, 0)
 		sb.restoreAndCheck(t, filepath.Join(b.snaps, "busy"), staged)
+	})
+
+	t.Run("archive_mode = always: --wal=archive waits for the standby's archiver", func(t *testing.T) {
+		archive := pgtest.TempDir(parent) // the promoted server archives there too
+		s.Stop(t)
+		// Plain cp: after the promotion below, the server archives files of
+		// the old timeline the standby archived already.
+		s.AppendConf(t, "archive_mode = always", "archive_command = 'cp %p "+archive+"/%f'")
+		s.Start(t)
+		sdb = s.DB(parent) // used by the later subtests
+		b.c.WaitReplayed(t, s)
+		// The standby archives its last segment once the primary has
+		// moved past it.
+		stopSwitch := switchWAL(t, b.c, 300*time.Millisecond)
+		staged, r := backup(t, "archived", "--wal=archive", "--archive-timeout", "2m")
+		stopSwitch()
+		r.want(t, 0)
+		m := readManifest(t, staged)
+		if m.Archive == nil || !m.Archive.Confirmed || len(m.Archive.Required) != 1 || m.Archive.Required[0] != m.StopWAL {
+			t.Fatalf("manifest archive %+v, want the stop segment %s alone (a standby writes no .backup file)", m.Archive, m.StopWAL)
+		}
+		if _, err := os.Stat(filepath.Join(archive, m.StopWAL)); err != nil {
+			t.Errorf("confirmed, but: %v", err)
+		}
+		runTool(t, nil, "verify", staged).want(t, 0, "from the WAL archive")
 	})
 
 	t.Run("promoted during the backup", func(t *testing.T) {
@@ -93,7 +119,7 @@ func standby(t *testing.T, in pgtest.Install) {
 
 	t.Run("the promoted server on timeline 2", func(t *testing.T) {
 		sb.markers = pgtest.QueryString(t, sdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker")
-		staged, r := backup(t, "tli2", "--fast")
+		staged, r := backup(t, "tli2", "--fast", "--archive-timeout", "1m")
 		r.want(t, 0)
 		m := readManifest(t, staged)
 		list, _ := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
