@@ -104,10 +104,8 @@ func waitGone(t *testing.T, db *sql.DB) {
 // forMajors runs a test against every major PGFBB_TEST_PG selects; segment
 // size variants add nothing to session behaviour.
 func forMajors(t *testing.T, test func(t *testing.T, in pgtest.Install)) {
-	for _, tg := range pgtest.Matrix(t) {
-		if tg.WALSegSizeMB == 0 {
-			t.Run(tg.Name(), func(t *testing.T) { test(t, tg.Install) })
-		}
+	for _, tg := range pgtest.MajorTargets(t) {
+		t.Run(tg.Name(), func(t *testing.T) { test(t, tg.Install) })
 	}
 }
 

@@ -71,3 +71,16 @@ func Matrix(t testing.TB) []Target {
 	}
 	return targets
 }
+
+// MajorTargets is Matrix without the non-default segment sizes, for tests in
+// which the segment size changes nothing.
+func MajorTargets(t testing.TB) []Target {
+	t.Helper()
+	var majors []Target
+	for _, tg := range Matrix(t) {
+		if tg.WALSegSizeMB == 0 {
+			majors = append(majors, tg)
+		}
+	}
+	return majors
+}
