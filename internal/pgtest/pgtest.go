@@ -248,23 +248,13 @@ func (c *Cluster) Standby(t testing.TB, pgdata string) *Cluster {
 	}
 	defer conn.Close()
 	slot := fmt.Sprintf("standby_%d", s.Port+int(time.Now().UnixNano()%1e6))
-	start, stop := "SELECT pg_backup_start('standby', true)", "SELECT labelfile FROM pg_backup_stop(false)"
-	if c.Major < 15 {
-		start, stop = "SELECT pg_start_backup('standby', true, false)", "SELECT labelfile FROM pg_stop_backup(false, false)"
-	}
-	var label string
-	for _, q := range []string{"SELECT pg_create_physical_replication_slot('" + slot + "', true)", start} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	Exec(t, conn, "SELECT pg_create_physical_replication_slot('"+slot+"', true)")
+	_, stop := c.StartBackup(t, conn, "standby")
 	copyCluster(t, c.PGData, s.PGData)
 	if err := os.Chmod(s.PGData, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.QueryRowContext(ctx, stop).Scan(&label); err != nil {
-		t.Fatalf("%s: %v", stop, err)
-	}
+	label := stop()
 	conf := []string{
 		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", c.Socket, c.Port),
 		"primary_slot_name = '" + slot + "'",
@@ -285,6 +275,29 @@ func (c *Cluster) Standby(t testing.TB, pgdata string) *Cluster {
 	}
 	s.Start(t)
 	return s
+}
+
+// StartBackup starts a non-exclusive backup in conn with the plain
+// low-level API of c's major (no slot, unlike pgfbb-wrap), and returns its
+// first WAL file and the stop that returns the backup label.
+func (c *Cluster) StartBackup(t testing.TB, conn *sql.Conn, label string) (startWAL string, stop func() string) {
+	t.Helper()
+	start, end := "pg_backup_start($1, true)", "SELECT labelfile FROM pg_backup_stop(false)"
+	if c.Major < 15 {
+		start, end = "pg_start_backup($1, true, false)", "SELECT labelfile FROM pg_stop_backup(false, false)"
+	}
+	ctx := context.Background()
+	if err := conn.QueryRowContext(ctx, "SELECT pg_walfile_name("+start+")", label).Scan(&startWAL); err != nil {
+		t.Fatalf("start backup: %v", err)
+	}
+	return startWAL, func() string {
+		t.Helper()
+		var text string
+		if err := conn.QueryRowContext(ctx, end).Scan(&text); err != nil {
+			t.Fatalf("stop backup: %v", err)
+		}
+		return text
+	}
 }
 
 // copyCluster copies a running cluster's data directory, as a backup in
@@ -467,8 +480,14 @@ func (c *Cluster) DB(t testing.TB) *sql.DB {
 	return db
 }
 
+// Execer is a *sql.DB, or a *sql.Conn for statements that must share one
+// session.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // Exec runs statements and fails the test on error.
-func Exec(t testing.TB, db *sql.DB, query string, args ...any) {
+func Exec(t testing.TB, db Execer, query string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
