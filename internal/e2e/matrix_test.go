@@ -11,7 +11,7 @@ import (
 )
 
 // TestPrivilegesAcrossVersions proves, per major, that a role granted only
-// what the README lists can take a backup, and that a role without the grants
+// what the README lists can take a backup, wrapped or held by pre/post, and that a role without the grants
 // is refused with exit 3 and told which grants it lacks.
 func TestPrivilegesAcrossVersions(t *testing.T) {
 	for _, tg := range pgtest.MajorTargets(t) {
@@ -60,6 +60,12 @@ func TestPrivilegesAcrossVersions(t *testing.T) {
 			if has := strings.Contains(string(label), "START TIMELINE"); has != (tg.Major >= 11) {
 				t.Errorf("PostgreSQL %d: START TIMELINE line present = %v", tg.Major, has)
 			}
+
+			// Hook mode needs nothing more: the holder is the same session.
+			killHolders(t, st)
+			runTool(t, append(c.Env(), "PGUSER=backup"), "pre", "--staging", st, "--label", "held", "--fast").want(t, 0)
+			runTool(t, nil, "post", "--staging", st, "--label", "held").want(t, 0, "backup held complete")
+			runTool(t, nil, "verify", filepath.Join(st, "held")).want(t, 0)
 
 			// WAL over SQL: superuser only on 10, a grant from 11.
 			sqlRun := func(label string) result {
