@@ -225,6 +225,9 @@ func (r *run) execute(ctx context.Context) {
 		r.fail(PhaseStaging, err)
 		return
 	}
+	for _, name := range r.staging.Swept() {
+		r.note(fmt.Sprintf("removed %s from the staging directory: a partial backup left by a run that died", name))
+	}
 	defer func() {
 		if r.report.Path == "" {
 			r.fail(PhaseCleanup, r.staging.Discard())

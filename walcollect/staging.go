@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
@@ -56,8 +57,20 @@ type Staging struct {
 	root  string
 	label string
 	dir   string
+	lock  *os.File // flock on dir while this run owns it
+	swept []string
 	files []File
 }
+
+// Partial backups are assembled in ".LABEL.partial-RANDOM". Their creator
+// holds a flock on the directory until it publishes or discards it, so a
+// partial directory nobody holds was left by a run that died (SIGKILL, power
+// loss) and only wastes space.
+const partialInfix = ".partial-"
+
+// LockFile, in the staging directory, serializes creating and sweeping
+// partial backups. It stays: removing a lock file races with its next user.
+const LockFile = ".pgfbb-staging.lock"
 
 // Prepare makes sure root exists (creating it, but not its parents) and that
 // label is free there, and creates the run's temporary directory, which
@@ -83,12 +96,75 @@ func Prepare(root, label string) (*Staging, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("staged backup %s: %w", final, err)
 	}
-	dir, err := os.MkdirTemp(root, "."+label+".partial-")
+	guard, err := os.OpenFile(filepath.Join(root, LockFile), os.O_RDONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("staging directory not writable: %w", err)
 	}
-	return &Staging{root: root, label: label, dir: dir}, nil
+	defer guard.Close()
+	// Held for a directory listing and a few unlinks at most.
+	if err := unix.Flock(int(guard.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("lock staging directory: %w", err)
+	}
+	swept, err := sweep(root)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(root, "."+label+partialInfix)
+	if err != nil {
+		return nil, fmt.Errorf("staging directory not writable: %w", err)
+	}
+	lock, err := lockDir(dir, unix.LOCK_EX)
+	if err != nil {
+		return nil, errors.Join(err, os.Remove(dir))
+	}
+	return &Staging{root: root, label: label, dir: dir, lock: lock, swept: swept}, nil
 }
+
+// lockDir opens dir and flocks it (add LOCK_NB to fail rather than wait).
+func lockDir(dir string, how int) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// sweep removes the partial backups in root that no live run holds, and
+// returns their names. The caller holds LockFile.
+func sweep(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("staging directory: %w", err)
+	}
+	var swept []string
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), partialInfix) {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		lock, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			continue // a run in progress, or a held backup
+		}
+		if err != nil {
+			return swept, fmt.Errorf("sweep partial backups: %w", err)
+		}
+		err = os.RemoveAll(dir)
+		lock.Close()
+		if err != nil {
+			return swept, fmt.Errorf("sweep partial backups: %w", err)
+		}
+		swept = append(swept, e.Name())
+	}
+	return swept, nil
+}
+
+// Swept names the partial backups of dead runs that Prepare removed.
+func (s *Staging) Swept() []string { return slices.Clone(s.swept) }
 
 // Path is where the backup will be once published.
 func (s *Staging) Path() string { return filepath.Join(s.root, s.label) }
@@ -190,6 +266,7 @@ func (s *Staging) Publish(m *Manifest) error {
 		return fmt.Errorf("publish %s: %w", s.Path(), err)
 	}
 	s.dir = s.Path()
+	s.lock.Close()
 	return syncDir(s.root)
 }
 
@@ -198,7 +275,9 @@ func (s *Staging) Discard() error {
 	if s.dir == s.Path() {
 		return nil
 	}
-	if err := os.RemoveAll(s.dir); err != nil {
+	err := os.RemoveAll(s.dir)
+	s.lock.Close()
+	if err != nil {
 		return fmt.Errorf("remove partial backup: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -142,8 +143,53 @@ func TestStagePublish(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(root)
-	if len(entries) != 1 {
-		t.Errorf("staging root holds %d entries, want only the published backup", len(entries))
+	if len(entries) != 2 || entries[0].Name() != LockFile || entries[1].Name() != "nightly" {
+		t.Errorf("staging root holds %v, want only the published backup and the lock", entries)
+	}
+}
+
+// TestPrepareSweeps removes the partial backups of dead runs, and only those.
+func TestPrepareSweeps(t *testing.T) {
+	root := t.TempDir()
+	live, err := Prepare(root, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(root, ".dead"+partialInfix+"123")
+	keep := []string{live.TempDir(), filepath.Join(root, ".pgfbb-run"), filepath.Join(root, "published")}
+	for _, d := range append(keep, filepath.Join(dead, WALDir)) {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, err := Prepare(root, "next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := next.Swept(); !slices.Equal(got, []string{filepath.Base(dead)}) {
+		t.Errorf("swept %q, want the dead run's directory alone", got)
+	}
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead run's partial backup: %v", err)
+	}
+	for _, d := range append(keep, next.TempDir()) {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("swept what it must keep: %v", err)
+		}
+	}
+	// Discard and Publish release the directory: once the process that
+	// made it has let go, it counts as dead.
+	for _, s := range []*Staging{live, next} {
+		if err := s.Discard(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third, err := Prepare(root, "third")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := third.Swept(); len(got) != 0 {
+		t.Errorf("Prepare after clean discards swept %q", got)
 	}
 }
 

@@ -205,8 +205,18 @@ func TestWrapper(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(st, "killed")); !os.IsNotExist(err) {
 			t.Errorf("a killed run published its backup: %v", err)
 		}
-		// And the server takes a new backup at once.
-		runTool(t, env, "--staging", st, "--label", "after-kill", "--fast", "--", "true").want(t, 0)
+		// Its partial backup is left, and is unmistakably not a backup.
+		partial, _ := filepath.Glob(filepath.Join(st, ".killed.partial-*"))
+		if len(partial) != 1 {
+			t.Fatalf("partial backups of the killed run: %q, want one", partial)
+		}
+		// The server takes a new backup at once, and the next run
+		// removes what the killed one left.
+		runTool(t, env, "--staging", st, "--label", "after-kill", "--fast", "--", "true").want(t, 0,
+			"removed "+filepath.Base(partial[0])+" from the staging directory: a partial backup left by a run that died")
+		if _, err := os.Stat(partial[0]); !os.IsNotExist(err) {
+			t.Errorf("the killed run's partial backup is still there: %v", err)
+		}
 	})
 
 	t.Run("bad label refused before anything is touched", func(t *testing.T) {
