@@ -37,11 +37,15 @@ func hookCommands(command []string) []*cli.Command {
 				err = noCommand(c)
 			}
 			label := c.String("label")
+			var notes []string
 			if err == nil {
-				label, err = hook.Select(dir, label)
+				label, notes, err = hook.Select(dir, label)
 			}
 			if err != nil {
 				return report(c.App.ErrWriter, err)
+			}
+			for _, n := range notes {
+				fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: warning: %s\n", n)
 			}
 			res, err := hook.Finish(c.Context, dir, label, op)
 			if err != nil {
@@ -109,8 +113,9 @@ func hookCommands(command []string) []*cli.Command {
 			Usage: "stop the held backup and stage label, map and WAL, for a post-snapshot hook",
 			Description: "Tells the holder to stop the backup in its session, stage and publish it exactly as the wrapper does,\n" +
 				"and prints its report: on success one summary line on stdout, otherwise the full report on stderr.\n" +
-				"Without --label it finishes the only held backup, and refuses when there are several. A holder that\n" +
-				"ended on its own hands over its report; one that died is exit 1.\n\n" + exitCodes,
+				"Without --label it finishes the only held backup (or, with none held, the only one that ended without\n" +
+				"a post), and refuses when there are several. A holder that ended on its own hands over its report;\n" +
+				"one that died is exit 1.\n\n" + exitCodes,
 			Flags:  finishFlags,
 			Action: finish(hook.OpPost),
 		},

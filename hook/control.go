@@ -22,30 +22,52 @@ const (
 )
 
 // Select picks the label post or abort act on: label itself when given,
-// else the only entry of the run directory. Several entries are refused,
-// listed, because finishing the wrong backup cannot be undone.
-func Select(dir, label string) (string, error) {
+// else the only backup being held, else the only one that ended without a
+// post. Several candidates are refused, listed, because finishing the wrong
+// backup cannot be undone. The notes name the entries Select passed over, so
+// that an outcome nobody collected is not forgotten.
+func Select(dir, label string) (string, []string, error) {
 	if label != "" {
 		if err := walcollect.ValidateLabel(label); err != nil {
-			return "", backup.UsageError(err)
+			return "", nil, backup.UsageError(err)
 		}
-		return label, nil
+		return label, nil, nil
 	}
 	entries, err := List(dir)
 	if err != nil {
-		return "", backup.UsageError(err)
+		return "", nil, backup.UsageError(err)
 	}
-	switch len(entries) {
-	case 0:
-		return "", backup.UsageError(fmt.Errorf("no backup is held in %s: run pre first", dir))
-	case 1:
-		return entries[0].Label, nil
+	var running, unattended []Entry
+	for _, e := range entries {
+		if e.Status == StatusHeld || e.Status == StatusStarting {
+			running = append(running, e)
+		} else {
+			unattended = append(unattended, e)
+		}
 	}
+	switch {
+	case len(running) > 1:
+		return "", nil, severalError(dir, running, "are held")
+	case len(running) == 1:
+		var notes []string
+		for _, e := range unattended {
+			notes = append(notes, fmt.Sprintf("backup %s %s without a post: pgfbb-wrap post --label %s reports it", e.Label, e.Status, e.Label))
+		}
+		return running[0].Label, notes, nil
+	case len(unattended) > 1:
+		return "", nil, severalError(dir, unattended, "ended without a post")
+	case len(unattended) == 1:
+		return unattended[0].Label, nil, nil
+	}
+	return "", nil, backup.UsageError(fmt.Errorf("no backup is held in %s: run pre first", dir))
+}
+
+func severalError(dir string, entries []Entry, what string) error {
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Label+" ("+e.Status+e.pid()+")")
 	}
-	return "", backup.UsageError(fmt.Errorf("%d backups are held in %s: %s; give --label", len(entries), dir, strings.Join(names, ", ")))
+	return backup.UsageError(fmt.Errorf("%d backups %s in %s: %s; give --label", len(entries), what, dir, strings.Join(names, ", ")))
 }
 
 // Finish sends op (OpPost or OpAbort) to the holder of label and returns its

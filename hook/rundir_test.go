@@ -89,22 +89,50 @@ func TestList(t *testing.T) {
 func TestSelect(t *testing.T) {
 	d, unlock := entries(t)
 	defer unlock()
-	if got, err := Select(string(d), "given"); err != nil || got != "given" {
-		t.Fatalf("Select with a label = %q, %v", got, err)
+	only := func(t *testing.T, results ...string) string {
+		d := runDir(t.TempDir())
+		for _, label := range results {
+			writeJSON(d.path(label, "result"), &Result{Label: label})
+		}
+		return string(d)
 	}
-	_, err := Select(string(d), "")
-	if backup.ExitCode(err) != backup.ExitUsage || !strings.Contains(err.Error(), "4 backups are held") ||
-		!strings.Contains(err.Error(), "held (held by pid 42)") {
-		t.Fatalf("Select among several = %v", err)
+	// One backup held beside two that ended: the held one is post's.
+	mixed := runDir(only(t, "ended1", "ended2"))
+	held, err := mixed.tryLock("tonight")
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err = Select(t.TempDir(), "")
-	if backup.ExitCode(err) != backup.ExitUsage || !strings.Contains(err.Error(), "no backup is held") {
-		t.Fatalf("Select in an empty run directory = %v", err)
+	defer held.Close()
+	writeJSON(mixed.path("tonight", "state"), &State{Label: "tonight", PID: 7})
+
+	tests := []struct {
+		name, dir, label string
+		want             string // the label picked, or the error
+		notes            []string
+	}{
+		{"given", string(d), "given", "given", nil},
+		{"invalid", string(d), "../x", "invalid label", nil},
+		{"two running", string(d), "", "2 backups are held in " + string(d) + ": starting (starting), held (held by pid 42); give --label", nil},
+		{"one running beside ended ones", string(mixed), "", "tonight", []string{
+			"backup ended1 ended without a post: pgfbb-wrap post --label ended1 reports it",
+			"backup ended2 ended without a post: pgfbb-wrap post --label ended2 reports it"}},
+		{"only ended", only(t, "one"), "", "one", nil},
+		{"several ended", only(t, "a", "b"), "", "2 backups ended without a post in", nil},
+		{"empty", t.TempDir(), "", "no backup is held", nil},
 	}
-	one := runDir(t.TempDir())
-	writeJSON(one.path("only", "result"), &Result{Label: "only"})
-	if got, err := Select(string(one), ""); err != nil || got != "only" {
-		t.Fatalf("Select of the only entry = %q, %v", got, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, notes, err := Select(tt.dir, tt.label)
+			if err != nil {
+				if backup.ExitCode(err) != backup.ExitUsage || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Select = %v, want exit 2 and %q", err, tt.want)
+				}
+				return
+			}
+			if got != tt.want || strings.Join(notes, "\n") != strings.Join(tt.notes, "\n") {
+				t.Fatalf("Select = %q, notes %q; want %q, %q", got, notes, tt.want, tt.notes)
+			}
+		})
 	}
 }
 
