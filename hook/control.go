@@ -136,6 +136,19 @@ func ask(ctx context.Context, conn net.Conn, op string) (*Result, error) {
 	return &res, nil
 }
 
+// collectEnded collects the outcome of a holder known to have exited.
+func (d runDir) collectEnded(label string) *Result {
+	lock, err := d.tryLock(label)
+	if err == nil {
+		var res *Result
+		if res, err = d.collect(lock, label); err == nil {
+			return res
+		}
+	}
+	return failure(label, backup.ExitFailed, fmt.Errorf("the holder started the backup as pre was interrupted, "+
+		"and its outcome is unknown (see pgfbb-wrap status): %w", err))
+}
+
 // collect takes over a label whose holder is gone; lock is its lock.
 func (d runDir) collect(lock *os.File, label string) (*Result, error) {
 	res, rerr := readJSON[Result](d.path(label, "result"))

@@ -118,7 +118,9 @@ func Pre(ctx context.Context, spec Spec, exe string) (*State, error) {
 			cmd.Wait()
 			res := m.Result
 			if res == nil {
-				res = failure(label, backup.ExitFailed, errors.New("the holder started the backup after pre was interrupted"))
+				// It had started the backup as the interrupt came, and
+				// left the outcome of stopping it for a post to collect.
+				res = d.collectEnded(label)
 			}
 			if intr != nil {
 				res.ExitCode = intr.ExitCode()
