@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 )
 
@@ -196,7 +195,8 @@ func (s *Staging) put(ctx context.Context, name string, r io.Reader, check func(
 	}
 	defer func() {
 		if err != nil {
-			err = multierror.Append(err, f.Close(), os.Remove(path)).ErrorOrNil()
+			// errors.Join keeps a lone error on one line of the report.
+			err = errors.Join(err, f.Close(), os.Remove(path))
 			err = fmt.Errorf("stage %s: %w", name, err)
 		}
 	}()

@@ -88,6 +88,10 @@ func (r result) want(t *testing.T, code int, contains ...string) {
 	if r.code != code {
 		t.Fatalf("exit code %d, want %d; output:\n%s%s", r.code, code, r.stdout, r.stderr)
 	}
+	// go-multierror's own format spreads one error over several lines.
+	if strings.Contains(r.stdout+r.stderr, "error occurred:") || strings.Contains(r.stdout+r.stderr, "errors occurred:") {
+		t.Errorf("output holds a multi-line error, want one line an error:\n%s%s", r.stdout, r.stderr)
+	}
 	for _, c := range contains {
 		if !strings.Contains(r.stdout+r.stderr, c) {
 			t.Errorf("output does not mention %q:\n%s%s", c, r.stdout, r.stderr)

@@ -273,6 +273,22 @@ func TestWrapper(t *testing.T) {
 		}
 	})
 
+	t.Run("staging full while copying WAL", func(t *testing.T) {
+		// Room for the label, not for a WAL segment.
+		small := filepath.Join(t.TempDir(), "small")
+		if err := os.Mkdir(small, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small).CombinedOutput(); err != nil {
+			t.Fatalf("mount a small tmpfs (tests need root): %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", small).Run() })
+		r := runTool(t, env, "--staging", small, "--label", "full", "--fast", "--", "true")
+		r.want(t, 1, "collect-wal", "no space left on device", "nothing was published")
+		assertNothingPublished(t, small)
+		waitClean(t, db)
+	})
+
 	t.Run("unknown variable in the command", func(t *testing.T) {
 		runTool(t, []string{"PGHOST=/nonexistent"}, "--staging", staging(t), "--", "echo", "${PGFBB_NOPE}").
 			want(t, 2, "unknown variable ${PGFBB_NOPE}")
