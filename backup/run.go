@@ -225,8 +225,8 @@ func (r *run) execute(ctx context.Context) {
 		r.fail(PhaseStaging, err)
 		return
 	}
-	for _, name := range r.staging.Swept() {
-		r.note(fmt.Sprintf("removed %s from the staging directory: a partial backup left by a run that died", name))
+	for _, n := range r.staging.Notes() {
+		r.note(n)
 	}
 	defer func() {
 		if r.report.Path == "" {

@@ -57,7 +57,7 @@ type Staging struct {
 	label string
 	dir   string
 	lock  *os.File // flock on dir while this run owns it
-	swept []string
+	notes []string
 	files []File
 }
 
@@ -104,10 +104,7 @@ func Prepare(root, label string) (*Staging, error) {
 	if err := unix.Flock(int(guard.Fd()), unix.LOCK_EX); err != nil {
 		return nil, fmt.Errorf("lock staging directory: %w", err)
 	}
-	swept, err := sweep(root)
-	if err != nil {
-		return nil, err
-	}
+	notes := sweep(root)
 	dir, err := os.MkdirTemp(root, "."+label+partialInfix)
 	if err != nil {
 		return nil, fmt.Errorf("staging directory not writable: %w", err)
@@ -116,7 +113,7 @@ func Prepare(root, label string) (*Staging, error) {
 	if err != nil {
 		return nil, errors.Join(err, os.Remove(dir))
 	}
-	return &Staging{root: root, label: label, dir: dir, lock: lock, swept: swept}, nil
+	return &Staging{root: root, label: label, dir: dir, lock: lock, notes: notes}, nil
 }
 
 // lockDir opens dir and flocks it (add LOCK_NB to fail rather than wait).
@@ -133,13 +130,14 @@ func lockDir(dir string, how int) (*os.File, error) {
 }
 
 // sweep removes the partial backups in root that no live run holds, and
-// returns their names. The caller holds LockFile.
-func sweep(root string) ([]string, error) {
+// says what it removed or failed to remove: leftovers must never fail the
+// backup at hand. The caller holds LockFile.
+func sweep(root string) []string {
 	entries, err := os.ReadDir(root)
 	if err != nil {
-		return nil, fmt.Errorf("staging directory: %w", err)
+		return []string{fmt.Sprintf("could not look for partial backups of dead runs: %v", err)}
 	}
-	var swept []string
+	var notes []string
 	for _, e := range entries {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), partialInfix) {
 			continue
@@ -149,21 +147,21 @@ func sweep(root string) ([]string, error) {
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			continue // a run in progress, or a held backup
 		}
-		if err != nil {
-			return swept, fmt.Errorf("sweep partial backups: %w", err)
+		if err == nil {
+			err = os.RemoveAll(dir)
+			lock.Close()
 		}
-		err = os.RemoveAll(dir)
-		lock.Close()
 		if err != nil {
-			return swept, fmt.Errorf("sweep partial backups: %w", err)
+			notes = append(notes, fmt.Sprintf("could not remove %s, a partial backup left by a run that died: %v", e.Name(), err))
+			continue
 		}
-		swept = append(swept, e.Name())
+		notes = append(notes, fmt.Sprintf("removed %s from the staging directory: a partial backup left by a run that died", e.Name()))
 	}
-	return swept, nil
+	return notes
 }
 
-// Swept names the partial backups of dead runs that Prepare removed.
-func (s *Staging) Swept() []string { return slices.Clone(s.swept) }
+// Notes says what Prepare did about the partial backups of dead runs.
+func (s *Staging) Notes() []string { return slices.Clone(s.notes) }
 
 // Path is where the backup will be once published.
 func (s *Staging) Path() string { return filepath.Join(s.root, s.label) }

@@ -166,8 +166,9 @@ func TestPrepareSweeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := next.Swept(); !slices.Equal(got, []string{filepath.Base(dead)}) {
-		t.Errorf("swept %q, want the dead run's directory alone", got)
+	want := "removed " + filepath.Base(dead) + " from the staging directory: a partial backup left by a run that died"
+	if got := next.Notes(); !slices.Equal(got, []string{want}) {
+		t.Errorf("Prepare notes %q, want the dead run's directory alone removed", got)
 	}
 	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead run's partial backup: %v", err)
@@ -188,8 +189,8 @@ func TestPrepareSweeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := third.Swept(); len(got) != 0 {
-		t.Errorf("Prepare after clean discards swept %q", got)
+	if got := third.Notes(); len(got) != 0 {
+		t.Errorf("Prepare after clean discards: %q", got)
 	}
 }
 
