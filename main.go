@@ -112,6 +112,8 @@ func backupFlags() []cli.Flag {
 			"stage label and map, check the archiver; skip: stage label and map, check nothing"},
 		&cli.StringFlag{Name: "wal-source", Value: backup.SourceAuto, Usage: "`SOURCE` of copied WAL: local (pg_wal), sql (pg_read_binary_file " +
 			"over the session) or auto (local when readable, else sql)"},
+		&cli.StringSliceFlag{Name: "covers", Usage: "the snapshot covers `PATH`, a mount point, btrfs subvolume or ZFS dataset (repeat for each): " +
+			"refuse (exit 3) a cluster with files outside them, instead of warning that it spans several volumes", EnvVars: []string{"PGFBB_COVERS"}},
 		&cli.DurationFlag{Name: "archive-timeout", Value: 10 * time.Minute, Usage: "when archive_mode is on, wait this long (`DURATION`) for the backup's last WAL to be archived"},
 		verboseFlag,
 	}
@@ -128,7 +130,7 @@ func backupOptions(c *cli.Context) backup.Options {
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
 		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
-		ArchiveTimeout: c.Duration("archive-timeout"), WALSource: c.String("wal-source"),
+		ArchiveTimeout: c.Duration("archive-timeout"), WALSource: c.String("wal-source"), Covers: c.StringSlice("covers"),
 		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	if !c.IsSet("label") {

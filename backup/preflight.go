@@ -30,9 +30,11 @@ func (r *run) preflight(ctx context.Context) error {
 	if r.pgdata == "" {
 		r.pgdata = srv.DataDirectory
 	}
-	if err := r.locate(ctx); err != nil {
+	located, err := r.locate(ctx)
+	if err != nil {
 		return err
 	}
+	problems = append(problems, r.checkCovered(located)...)
 	if r.opts.WAL == WALCopy {
 		if p := r.chooseSource(srv); p != "" {
 			problems = append(problems, p)
@@ -50,11 +52,12 @@ func (r *run) preflight(ctx context.Context) error {
 
 // locate finds the file systems the data directory, pg_wal and every
 // tablespace live on, for the DBA, the snapshot command and the manifest.
-// Not seeing them (a tool on another host) is said, not fatal.
-func (r *run) locate(ctx context.Context) error {
+// Not seeing them (a tool on another host) is no failure: located says why,
+// and is nil when every one was found.
+func (r *run) locate(ctx context.Context) (located error, err error) {
 	tablespaces, err := r.sess.Tablespaces(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var paths [][2]string
 	if r.pgdata != "" {
@@ -63,25 +66,51 @@ func (r *run) locate(ctx context.Context) error {
 	for _, ts := range tablespaces {
 		paths = append(paths, [2]string{"tablespace " + ts.Name, ts.Location})
 	}
-	mounts, err := volume.ReadMounts()
-	if err == nil {
-		r.volumes, err = volume.Locate(paths, mounts)
-	}
-	if err != nil {
-		r.note(fmt.Sprintf("cannot tell which volumes the snapshot must cover: %v", err))
+	mounts, located := volume.ReadMounts()
+	if located == nil {
+		r.volumes, located = volume.Locate(paths, mounts)
 	}
 	for _, p := range r.volumes {
 		r.log.Info("volume", "role", p.Role, "path", p.Real, "mount", p.Mount.Point, "fstype", p.Mount.FSType, "source", p.Mount.Source, "st_dev", p.Dev)
 	}
-	if n := volume.Units(r.volumes); n > 1 {
-		var where []string
-		for _, p := range r.volumes {
-			where = append(where, fmt.Sprintf("%s on %s (%s %s)", p.Role, p.Mount.Point, p.Mount.FSType, p.Dev))
+	return located, nil
+}
+
+// checkCovered holds the volumes against --covers; without it, it warns
+// that a cluster spanning several volumes needs all of them snapshotted.
+func (r *run) checkCovered(located error) []string {
+	if len(r.opts.Covers) == 0 {
+		if located != nil {
+			r.note(fmt.Sprintf("cannot tell which volumes the snapshot must cover: %v", located))
 		}
-		r.note(fmt.Sprintf("the cluster spans %d file systems or subvolumes, and the snapshot must cover every one: %s; "+
-			"separate snapshots are not atomic, which backup mode and the staged WAL make safe", n, strings.Join(where, ", ")))
+		if n := volume.Units(r.volumes); n > 1 {
+			var where []string
+			for _, p := range r.volumes {
+				where = append(where, fmt.Sprintf("%s on %s (%s %s)", p.Role, p.Mount.Point, p.Mount.FSType, p.Dev))
+			}
+			r.note(fmt.Sprintf("the cluster spans %d file systems or subvolumes, and the snapshot must cover every one: %s; "+
+				"separate snapshots are not atomic, which backup mode and the staged WAL make safe (--covers lists them and turns this warning into a check)",
+				n, strings.Join(where, ", ")))
+		}
+		return nil
 	}
-	return nil
+	if located == nil && r.pgdata == "" {
+		located = errors.New("the data directory is unknown (pass --pgdata)")
+	}
+	if located != nil {
+		return []string{fmt.Sprintf("--covers is given, but where the cluster's files live cannot be told: %v", located)}
+	}
+	uncovered, err := volume.Uncovered(r.volumes, r.opts.Covers)
+	if err != nil {
+		return []string{fmt.Sprintf("--covers: %v", err)}
+	}
+	var problems []string
+	for _, p := range uncovered {
+		problems = append(problems, fmt.Sprintf("%s (%s, on %s, st_dev %s) is outside every --covers path "+
+			"(a nested mount, btrfs subvolume or ZFS dataset is not in its parent's snapshot): the snapshot would miss it",
+			p.Role, p.Real, p.Mount.Point, p.Dev))
+	}
+	return problems
 }
 
 // chooseSource picks where --wal=copy reads WAL, or says why it cannot.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -60,10 +61,14 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
-	Stdout         io.Writer       `json:"-"` // the command's output goes here
-	Stderr         io.Writer       `json:"-"`
-	Force          <-chan struct{} `json:"-"` // closed by a second signal
-	Log            *slog.Logger    `json:"-"`
+	// Covers are the absolute paths the snapshot covers (mount points,
+	// btrfs subvolumes, ZFS datasets). When given, a cluster with files
+	// outside them is refused instead of warned about.
+	Covers []string
+	Stdout io.Writer       `json:"-"` // the command's output goes here
+	Stderr io.Writer       `json:"-"`
+	Force  <-chan struct{} `json:"-"` // closed by a second signal
+	Log    *slog.Logger    `json:"-"`
 	// Hold, when set, takes the place of the snapshot command: the backup
 	// stays started until it returns. Argv, Timeout and Grace are unused.
 	Hold HoldFunc `json:"-"`
@@ -130,6 +135,11 @@ func (o *Options) Validate() error {
 	}
 	if o.StartTimeout <= 0 {
 		return UsageError(errors.New("--start-timeout must be positive"))
+	}
+	for _, c := range o.Covers {
+		if !filepath.IsAbs(c) {
+			return UsageError(fmt.Errorf("--covers %q: want an absolute path", c))
+		}
 	}
 	return nil
 }

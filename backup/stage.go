@@ -62,7 +62,7 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		WALSegmentSize: srv.SegmentSize, WALMode: r.opts.WAL, PGData: r.pgdata, BackupFrom: from, WALZeroedFrom: plan.ZeroFrom,
 		StartedAt: started.At.UTC(), StoppedAt: stopped.At.UTC(),
 		BackupModeSecs: stopped.At.Sub(started.At).Seconds(), Command: r.report.Command,
-		Volumes: r.volumes,
+		Volumes: r.volumes, Covers: r.opts.Covers,
 	}
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	m.Tablespaces, err = r.sess.Tablespaces(qctx)

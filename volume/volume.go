@@ -85,12 +85,10 @@ func Locate(paths [][2]string, mounts []Mount) ([]Place, error) {
 			continue
 		}
 		p.Real = real
-		var st unix.Stat_t
-		if err := unix.Stat(real, &st); err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", rp[0], real, err))
+		if p.Dev, err = dev(real); err != nil {
+			errs = append(errs, fmt.Errorf("%s %w", rp[0], err))
 			continue
 		}
-		p.Dev = fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
 		best := -1
 		for i, m := range mounts {
 			if within(real, m.Point) && (best < 0 || len(m.Point) >= len(mounts[best].Point)) {
@@ -105,6 +103,41 @@ func Locate(paths [][2]string, mounts []Mount) ([]Place, error) {
 		places = append(places, p)
 	}
 	return places, errors.Join(errs...)
+}
+
+func dev(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)), nil
+}
+
+// Uncovered lists the places that none of covers holds. A path holds a
+// place under it on the same st_dev only: a snapshot of a file system, a
+// btrfs subvolume or a ZFS dataset stops at the mounts, subvolumes and
+// datasets nested in it.
+func Uncovered(places []Place, covers []string) ([]Place, error) {
+	type root struct{ real, dev string }
+	var roots []root
+	for _, c := range covers {
+		real, err := filepath.EvalSymlinks(c)
+		if err != nil {
+			return nil, err
+		}
+		d, err := dev(real)
+		if err != nil {
+			return nil, err
+		}
+		roots = append(roots, root{real, d})
+	}
+	var out []Place
+	for _, p := range places {
+		if !slices.ContainsFunc(roots, func(r root) bool { return r.dev == p.Dev && within(p.Real, r.real) }) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func within(path, dir string) bool {

@@ -3,6 +3,7 @@ package volume
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,53 @@ func TestLocate(t *testing.T) {
 	}
 	if _, err := Locate([][2]string{{"tablespace gone", filepath.Join(root, "nope")}}, mounts); err == nil || !strings.Contains(err.Error(), "tablespace gone") {
 		t.Errorf("a missing path: %v", err)
+	}
+}
+
+func TestUncovered(t *testing.T) {
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, wal := filepath.Join(root, "data"), filepath.Join(root, "walvol", "wal")
+	places := make([]Place, 0, 3)
+	for role, path := range map[string]string{"data_directory": data, "pg_wal": wal} {
+		if err := os.MkdirAll(path, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		d, err := dev(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		places = append(places, Place{Role: role, Real: path, Dev: d})
+	}
+	// Under the data directory's path, but another file system or subvolume.
+	places = append(places, Place{Role: "tablespace nested", Real: filepath.Join(data, "ts"), Dev: "999:999"})
+	tests := []struct {
+		covers []string
+		want   []string // uncovered roles
+	}{
+		{[]string{root}, []string{"tablespace nested"}},
+		{[]string{data}, []string{"pg_wal", "tablespace nested"}},
+		{[]string{data, filepath.Join(root, "walvol")}, []string{"tablespace nested"}},
+		{[]string{filepath.Join(root, "walvol", "wal", "..", "..", "data")}, []string{"pg_wal", "tablespace nested"}},
+		{nil, []string{"data_directory", "pg_wal", "tablespace nested"}},
+	}
+	for _, tt := range tests {
+		got, err := Uncovered(places, tt.covers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var roles []string
+		for _, p := range got {
+			roles = append(roles, p.Role)
+		}
+		slices.Sort(roles)
+		if !slices.Equal(roles, tt.want) {
+			t.Errorf("Uncovered(%q) = %q, want %q", tt.covers, roles, tt.want)
+		}
+	}
+	if _, err := Uncovered(places, []string{filepath.Join(root, "missing")}); err == nil {
+		t.Error("a missing --covers path was accepted")
 	}
 }

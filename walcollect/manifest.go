@@ -36,6 +36,7 @@ type Manifest struct {
 	Command          *Command       `json:"command,omitempty"`
 	Tablespaces      []Tablespace   `json:"tablespaces"`
 	Volumes          []volume.Place `json:"volumes,omitempty"` // where each directory lived, when the tool could see it
+	Covers           []string       `json:"covers,omitempty"`  // what the snapshot was declared to cover, checked against Volumes
 	Archive          *ArchiveCheck  `json:"archive,omitempty"`
 	Files            []File         `json:"files"`
 }

@@ -97,6 +97,36 @@ func TestTablespaces(t *testing.T) {
 		runTool(t, nil, "verify", staged).want(t, 0)
 	})
 
+	t.Run("--covers refuses what the snapshot would miss", func(t *testing.T) {
+		st := filepath.Join(t.TempDir(), "staging")
+		covers := func(paths ...string) []string {
+			args := []string{"--staging", st, "--fast"}
+			for _, p := range paths {
+				args = append(args, "--covers", p)
+			}
+			return append(args, "--", "true")
+		}
+		// A snapshot of fs1's top subvolume holds neither the data
+		// directory's subvolume nor ts2's.
+		r := runTool(t, c.Env(), append([]string{"--label", "missed"}, covers(fs1.Mount, ts1vol, walvol)...)...)
+		r.want(t, 3, "data_directory ("+data+", on "+fs1.Mount, "tablespace ts2 ("+ts2, "is outside every --covers path", "not in its parent's snapshot): the snapshot would miss it")
+		if strings.Contains(r.stderr, "tablespace ts1 (") || strings.Contains(r.stderr, "pg_wal (") {
+			t.Errorf("covered volumes reported as missed:\n%s", r.stderr)
+		}
+		assertNothingPublished(t, st)
+		runTool(t, c.Env(), append([]string{"--label", "relative"}, covers("pgdata")...)...).want(t, 2, `--covers "pgdata": want an absolute path`)
+
+		r = runTool(t, c.Env(), append([]string{"--label", "covered"}, covers(data, ts2, ts1vol, walvol)...)...)
+		r.want(t, 0)
+		if r.stderr != "" {
+			t.Errorf("a run whose --covers holds every volume printed:\n%s", r.stderr)
+		}
+		if m := readManifest(t, filepath.Join(st, "covered")); len(m.Covers) != 4 || len(m.Volumes) != 4 {
+			t.Errorf("manifest covers %q, volumes %d", m.Covers, len(m.Volumes))
+		}
+		waitClean(t, db)
+	})
+
 	t.Run("relocated while the original runs", func(t *testing.T) {
 		dir := filepath.Join(fs1.Mount, "ra-data")
 		btrfstest.Snapshot(t, filepath.Join(fs1.Mount, "snaps", "data"), dir, false)
