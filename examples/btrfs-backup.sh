@@ -10,7 +10,9 @@ KEEP=7
 
 export PGHOST=/var/run/postgresql PGUSER=postgres
 
-pgfbb-wrap --staging "$STAGING" --fast -- \
+# --covers: refuse to back up once pg_wal or a tablespace lives outside the
+# snapshotted subvolume (the snapshot would silently miss it).
+pgfbb-wrap --staging "$STAGING" --fast --covers "$PGDATA_SUBVOL" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/\${PGFBB_LABEL}"
 
 # Default labels (pgfbb-YYYYMMDDTHHMMSSZ) sort by time.

@@ -5,6 +5,7 @@
 set -euo pipefail
 
 VG=vg0 LV=pgdata SNAP_SIZE=10G
+LV_MOUNT=/var/lib/postgresql   # where /dev/$VG/$LV is mounted: all of the cluster must be on it
 STAGING=/var/backups/pg/staging
 ARCHIVE=/var/backups/pg/archive
 LABEL=nightly-$(date -u +%Y%m%dT%H%M%SZ)
@@ -12,7 +13,7 @@ MNT=/mnt/pgsnap
 
 export PGHOST=/var/run/postgresql PGUSER=postgres
 
-pgfbb-wrap --staging "$STAGING" --label "$LABEL" --timeout 10m -- \
+pgfbb-wrap --staging "$STAGING" --label "$LABEL" --timeout 10m --covers "$LV_MOUNT" -- \
 	lvcreate --snapshot --size "$SNAP_SIZE" --name "pgsnap-$LABEL" "/dev/$VG/$LV"
 
 # The snapshot plus the staged directory is the backup; keep them together.

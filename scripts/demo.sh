@@ -55,7 +55,7 @@ sleep 2
 step "backup: pgfbb-wrap around a read-only btrfs snapshot, while pgbench writes"
 (
 	set -x
-	PGPORT=54329 "$WORK/pgfbb-wrap" --staging "$STAGING" --label demo --fast -v -- \
+	PGPORT=54329 "$WORK/pgfbb-wrap" --staging "$STAGING" --label demo --fast -v --covers "$MNT/pgdata" -- \
 		btrfs subvolume snapshot -r "$MNT/pgdata" "$MNT/snapshots/\${PGFBB_LABEL}"
 )
 sql 54329 "INSERT INTO marker VALUES ('after')"
