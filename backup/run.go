@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,10 @@ type Running struct {
 	// Partial is the temporary directory the backup is staged in; it
 	// is left behind only if the process dies before cleaning up.
 	Partial string
-	sess    *pgbackup.Session
+	// Notes are the warnings of the run so far (preflight), for whoever
+	// started a held backup and sees nothing of the log.
+	Notes []string
+	sess  *pgbackup.Session
 }
 
 // Ping checks that the backup's session is still alive: when it is not,
@@ -341,7 +345,7 @@ func (r *run) backup(ctx context.Context) {
 // the report, not as an error, and stops the run before staging.
 func (r *run) hold(ctx context.Context, vars map[string]string) error {
 	r.enter(PhaseHold)
-	err := r.opts.Hold(ctx, &Running{Vars: vars, Partial: r.staging.TempDir(), sess: r.sess})
+	err := r.opts.Hold(ctx, &Running{Vars: vars, Partial: r.staging.TempDir(), Notes: slices.Clone(r.report.Notes), sess: r.sess})
 	if errors.Is(err, ErrAborted) {
 		r.report.Aborted = err.Error()
 		r.log.Warn("backup aborted, nothing will be published", "reason", err)

@@ -71,6 +71,7 @@ type holder struct {
 	done    bool
 	ctrl    chan *request // the claiming request
 	req     *request
+	told    int // how many of the run's notes pre printed
 }
 
 // Hold is the holder process. It reads its Spec from spec, reports to pre
@@ -143,6 +144,13 @@ func (h *holder) run(ctx context.Context) *Result {
 	ln.Close()
 	var out bytes.Buffer
 	backup.Print(&out, rep, err, false)
+	if err == nil && rep.Aborted == "" {
+		// A published backup prints no report, but what went wrong
+		// since pre returned must reach post: the log goes away.
+		for _, n := range rep.Notes[min(h.told, len(rep.Notes)):] {
+			fmt.Fprintf(&out, "pgfbb-wrap: warning: %s\n", n)
+		}
+	}
 	res := &Result{Label: label, ExitCode: backup.ExitCode(err), Report: out.String(), Path: rep.Path}
 	if rep.Path != "" {
 		res.Summary = rep.Summary()
@@ -185,7 +193,8 @@ func (h *holder) discardStale(label string) []string {
 // hold is the HoldFunc: it publishes the state, lets pre return, and waits.
 func (h *holder) hold(ctx context.Context, b *backup.Running, notes []string) error {
 	st := &State{Label: h.spec.Backup.Label, PID: os.Getpid(), Vars: b.Vars, StartedAt: time.Now().UTC(),
-		HoldTimeout: h.spec.HoldTimeout, Partial: b.Partial, Log: h.dir.path(h.spec.Backup.Label, "log"), Notes: notes}
+		HoldTimeout: h.spec.HoldTimeout, Partial: b.Partial, Log: h.dir.path(h.spec.Backup.Label, "log"), Notes: append(notes, b.Notes...)}
+	h.told = len(b.Notes)
 	if err := writeJSON(h.dir.path(st.Label, "state"), st); err != nil {
 		return err
 	}

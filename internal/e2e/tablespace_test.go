@@ -127,6 +127,19 @@ func TestTablespaces(t *testing.T) {
 		waitClean(t, db)
 	})
 
+	t.Run("held by pre and post: pre warns of the volumes, post of what came later", func(t *testing.T) {
+		st := filepath.Join(t.TempDir(), "staging")
+		killHolders(t, st)
+		runTool(t, c.Env(), "pre", "--staging", st, "--label", "held", "--fast", "--wal=skip").
+			want(t, 0, "pgfbb-wrap: warning: the cluster spans 4 file systems or subvolumes")
+		r := runTool(t, nil, "post", "--staging", st, "--label", "held")
+		r.want(t, 0, "backup held complete", "pgfbb-wrap: warning: WAL not staged and archiving not checked (--wal=skip)")
+		if strings.Contains(r.stderr, "spans") {
+			t.Errorf("post repeated what pre said:\n%s", r.stderr)
+		}
+		waitClean(t, db)
+	})
+
 	t.Run("relocated while the original runs", func(t *testing.T) {
 		dir := filepath.Join(fs1.Mount, "ra-data")
 		btrfstest.Snapshot(t, filepath.Join(fs1.Mount, "snaps", "data"), dir, false)
