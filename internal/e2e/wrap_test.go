@@ -59,6 +59,20 @@ func killGroup(pidFile string) {
 	}
 }
 
+// tmpfs mounts a tmpfs with the mount options opts for the test's duration.
+func tmpfs(t *testing.T, opts string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs -o %s (tests need root): %v %s", opts, err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}
+
 func TestWrapper(t *testing.T) {
 	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
 	db := c.DB(t)
@@ -248,14 +262,7 @@ func TestWrapper(t *testing.T) {
 	})
 
 	t.Run("unusable staging refused before the database", func(t *testing.T) {
-		ro := filepath.Join(t.TempDir(), "ro")
-		if err := os.Mkdir(ro, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro).CombinedOutput(); err != nil {
-			t.Fatalf("mount a read-only tmpfs (tests need root): %v %s", err, out)
-		}
-		t.Cleanup(func() { exec.Command("umount", ro).Run() })
+		ro := tmpfs(t, "ro,size=1m")
 		file := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(file, nil, 0o600)
 		marker := filepath.Join(work, "ro-ran")
@@ -275,14 +282,7 @@ func TestWrapper(t *testing.T) {
 
 	t.Run("staging full while copying WAL", func(t *testing.T) {
 		// Room for the label, not for a WAL segment.
-		small := filepath.Join(t.TempDir(), "small")
-		if err := os.Mkdir(small, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small).CombinedOutput(); err != nil {
-			t.Fatalf("mount a small tmpfs (tests need root): %v %s", err, out)
-		}
-		t.Cleanup(func() { exec.Command("umount", small).Run() })
+		small := tmpfs(t, "size=4m")
 		r := runTool(t, env, "--staging", small, "--label", "full", "--fast", "--", "true")
 		r.want(t, 1, "collect-wal", "no space left on device", "nothing was published")
 		assertNothingPublished(t, small)
