@@ -178,8 +178,7 @@ func TestPrepareSweeps(t *testing.T) {
 			t.Errorf("swept what it must keep: %v", err)
 		}
 	}
-	// Discard and Publish release the directory: once the process that
-	// made it has let go, it counts as dead.
+	// Runs that end cleanly leave nothing for a later sweep.
 	for _, s := range []*Staging{live, next} {
 		if err := s.Discard(); err != nil {
 			t.Fatal(err)

@@ -11,8 +11,9 @@ import (
 )
 
 // TestPrivilegesAcrossVersions proves, per major, that a role granted only
-// what the README lists can take a backup, wrapped or held by pre/post, and that a role without the grants
-// is refused with exit 3 and told which grants it lacks.
+// what the README lists can take a backup, wrapped or held by pre/post, and
+// that a role without the grants is refused with exit 3 and told which
+// grants it lacks.
 func TestPrivilegesAcrossVersions(t *testing.T) {
 	for _, tg := range pgtest.MajorTargets(t) {
 		t.Run(tg.Name(), func(t *testing.T) {
