@@ -12,7 +12,7 @@ import (
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/hook"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/urfave/cli/v2"
 )
 
@@ -219,19 +219,19 @@ func printStatus(w io.Writer, entries []hook.Entry, now time.Time) {
 // stagedPath resolves path's three kinds, the successors of the shell
 // tool's pg_fbb_get_label_file and pg_fbb_get_wal_list, for a published backup.
 func stagedPath(staging, label, kind string) (string, error) {
-	if err := walcollect.ValidateLabel(label); err != nil {
+	if err := staged.ValidateLabel(label); err != nil {
 		return "", backup.UsageError(err)
 	}
 	dir, err := filepath.Abs(filepath.Join(staging, label))
 	if err != nil {
 		return "", backup.UsageError(err)
 	}
-	names := map[string]string{"dir": walcollect.ManifestFile, "label-file": walcollect.LabelFile, "wal-list": walcollect.WALListFile}
+	names := map[string]string{"dir": staged.ManifestFile, "label-file": staged.LabelFile, "wal-list": staged.WALListFile}
 	name, ok := names[kind]
 	if !ok {
 		return "", backup.UsageError(fmt.Errorf("unknown path kind %q: want label-file, wal-list or dir", kind))
 	}
-	if _, err := os.Stat(filepath.Join(dir, walcollect.ManifestFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, staged.ManifestFile)); err != nil {
 		return "", fmt.Errorf("no published backup %s: %w", label, err)
 	}
 	if kind == "dir" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/restore"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/urfave/cli/v2"
 )
 
@@ -60,7 +61,7 @@ func restoreCommand(command []string) *cli.Command {
 				return report(c.App.ErrWriter, restoreError(err))
 			}
 			stops := "stops at " + o.Target
-			if m.BackupFrom == "standby" && o.Target == "immediate" {
+			if m.BackupFrom == staged.FromStandby && o.Target == "immediate" {
 				stops = "ends with the staged WAL, just past the end of this backup from a standby"
 			}
 			fmt.Fprintf(c.App.Writer, "restore of %s laid out in %s: start the server; recovery replays %s..%s and %s\n",

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/urfave/cli/v2"
 )
 
@@ -22,7 +22,7 @@ func verifyCommand(command []string) *cli.Command {
 			if c.NArg() != 1 || len(command) > 0 {
 				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
 			}
-			v := walcollect.Verify(c.Context, c.Args().First())
+			v := staged.Verify(c.Context, c.Args().First())
 			for _, n := range v.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
 			}

@@ -16,6 +16,8 @@ import (
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
 	"github.com/urfave/cli/v2"
 )
 
@@ -108,9 +110,9 @@ func backupFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "start-timeout", Value: 23 * time.Hour, Usage: "give up (`DURATION`) when the backup has not started after this long"},
 		&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, Usage: "conninfo string, postgres:// URL or database `NAME`"},
 		&cli.StringFlag{Name: "pgdata", Usage: "data `DIR` to read pg_wal from (default: the server's data_directory)"},
-		&cli.StringFlag{Name: "wal", Value: backup.WALCopy, Usage: "`MODE` copy: stage the WAL the restore needs; archive: rely on the WAL archive, " +
+		&cli.StringFlag{Name: "wal", Value: string(staged.WALCopy), Usage: "`MODE` copy: stage the WAL the restore needs; archive: rely on the WAL archive, " +
 			"stage label and map, check the archiver; skip: stage label and map, check nothing"},
-		&cli.StringFlag{Name: "wal-source", Value: backup.SourceAuto, Usage: "`SOURCE` of copied WAL: local (pg_wal), sql (pg_read_binary_file " +
+		&cli.StringFlag{Name: "wal-source", Value: string(walcollect.SourceAuto), Usage: "`SOURCE` of copied WAL: local (pg_wal), sql (pg_read_binary_file " +
 			"over the session) or auto (local when readable, else sql)"},
 		&cli.StringSliceFlag{Name: "covers", Usage: "the snapshot covers `PATH`, a mount point, btrfs subvolume or ZFS dataset (repeat for each): " +
 			"refuse (exit 3) a cluster with files outside them, instead of warning that it spans several volumes", EnvVars: []string{"PGFBB_COVERS"}},
@@ -129,8 +131,8 @@ func backupOptions(c *cli.Context) backup.Options {
 	}
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
-		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: c.String("wal"),
-		ArchiveTimeout: c.Duration("archive-timeout"), WALSource: c.String("wal-source"), Covers: c.StringSlice("covers"),
+		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: staged.WALMode(c.String("wal")),
+		ArchiveTimeout: c.Duration("archive-timeout"), WALSource: walcollect.SourceMode(c.String("wal-source")), Covers: c.StringSlice("covers"),
 		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	if !c.IsSet("label") {

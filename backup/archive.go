@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
@@ -25,9 +27,9 @@ func archiving(srv *pgbackup.Server) bool {
 // pg_backup_stop(true) would, but
 // bounded by --archive-timeout and after the label is safe. Locally it reads
 // the server's archive_status files; without access, pg_stat_archiver.
-func (r *run) waitArchived(ctx context.Context, plan *walcollect.Plan) (*walcollect.ArchiveCheck, error) {
-	check := &walcollect.ArchiveCheck{
-		Required: []string{walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize)},
+func (r *run) waitArchived(ctx context.Context, plan *walcollect.Plan) (*staged.ArchiveCheck, error) {
+	check := &staged.ArchiveCheck{
+		Required: []string{pgformat.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize)},
 		Method:   "pg_stat_archiver",
 	}
 	// A standby writes no backup history file.
@@ -87,7 +89,7 @@ func (r *run) notArchived(ctx context.Context, pgwal string, names []string) ([]
 		done := a != nil && a.Archived(name)
 		if a == nil {
 			var err error
-			if done, err = walcollect.ArchiveDone(pgwal, name); err != nil {
+			if done, err = pgformat.ArchiveDone(pgwal, name); err != nil {
 				return nil, err
 			}
 		}

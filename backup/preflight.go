@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/volume"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
@@ -35,12 +37,12 @@ func (r *run) preflight(ctx context.Context) error {
 		return err
 	}
 	problems = append(problems, r.checkCovered(located)...)
-	if r.opts.WAL == WALCopy {
+	if r.opts.WAL == staged.WALCopy {
 		if p := r.chooseSource(srv); p != "" {
 			problems = append(problems, p)
 		}
 	}
-	if r.opts.WAL == WALArchive && !archiving(srv) {
+	if r.opts.WAL == staged.WALArchive && !archiving(srv) {
 		problems = append(problems, fmt.Sprintf("--wal=archive relies on the WAL archive, but archive_mode is %s on this server: "+
 			"enable archiving, or use --wal=copy", srv.ArchiveMode))
 	}
@@ -121,22 +123,22 @@ func (r *run) chooseSource(srv *pgbackup.Server) string {
 		sql = "cannot read WAL over SQL: " + srv.ReadFilesRemedy()
 	}
 	want := r.opts.WALSource
-	if want == SourceAuto && r.opts.PGData != "" {
+	if want == walcollect.SourceAuto && r.opts.PGData != "" {
 		// --pgdata says where the files are: a mistake there must not
 		// be papered over by reading WAL another way.
-		want = SourceLocal
+		want = walcollect.SourceLocal
 	}
 	switch {
-	case want != SourceSQL && local == "":
+	case want != walcollect.SourceSQL && local == "":
 		r.source = walcollect.DirSource(filepath.Join(r.pgdata, "pg_wal"))
-	case want != SourceLocal && sql == "":
-		if r.opts.WALSource == SourceAuto {
+	case want != walcollect.SourceLocal && sql == "":
+		if r.opts.WALSource == walcollect.SourceAuto {
 			r.note("reading WAL over SQL (pg_read_binary_file): " + local)
 		}
 		r.source = r.sess.WALSource()
-	case want == SourceLocal:
+	case want == walcollect.SourceLocal:
 		return local
-	case want == SourceSQL:
+	case want == walcollect.SourceSQL:
 		return sql
 	default:
 		return local + "; " + sql
@@ -151,7 +153,7 @@ func (r *run) checkWALDir(srv *pgbackup.Server) string {
 	if _, err := os.ReadDir(filepath.Join(r.pgdata, "pg_wal")); err != nil {
 		return fmt.Sprintf("WAL directory not readable for staging: %v", err)
 	}
-	id, err := walcollect.ControlSystemID(r.pgdata)
+	id, err := pgformat.ControlSystemID(r.pgdata)
 	if err != nil {
 		return err.Error()
 	}

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // Report is what a run did, for the one report printed at its end.
@@ -17,18 +18,18 @@ type Report struct {
 	Path     string // the published backup, when the run succeeded
 	Reached  Phase  // the last phase the run entered
 	Timeline uint32
-	StartLSN walcollect.LSN
-	StopLSN  walcollect.LSN
+	StartLSN pgformat.LSN
+	StopLSN  pgformat.LSN
 
 	StartedAt  time.Time // backup start returned
 	StoppedAt  time.Time // backup stop returned
 	Elapsed    time.Duration
-	Command    *walcollect.Command
+	Command    *staged.Command
 	StderrTail string
 
-	WALMode     string
-	WALSource   string                   // where copied WAL came from: local:DIR or sql:pg_read_binary_file
-	Archive     *walcollect.ArchiveCheck // the wait for the archiver, when archiving is on
+	WALMode     staged.WALMode
+	WALSource   string               // where copied WAL came from: local:DIR or sql:pg_read_binary_file
+	Archive     *staged.ArchiveCheck // the wait for the archiver, when archiving is on
 	WALFiles    int
 	StagedBytes int64
 	Notes       []string // things a DBA must know even when the run succeeded

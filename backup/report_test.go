@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
@@ -17,9 +18,9 @@ func TestReportFormat(t *testing.T) {
 	failed := &Report{
 		Label: "nightly", Reached: PhaseStop, Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000138,
 		StartedAt: at, StoppedAt: at.Add(2500 * time.Millisecond), Elapsed: 3 * time.Second,
-		Command:    &walcollect.Command{Argv: []string{"lvcreate", "--snapshot", "x"}, ExitCode: 5, DurationSec: 2.25},
+		Command:    &staged.Command{Argv: []string{"lvcreate", "--snapshot", "x"}, ExitCode: 5, DurationSec: 2.25},
 		StderrTail: "  Volume group \"vg0\" has insufficient free space\n",
-		WALMode:    WALCopy,
+		WALMode:    staged.WALCopy,
 		Err: multierror.Append(&PhaseError{Phase: PhaseSnapshot, Err: errors.New("lvcreate: exit status 5")},
 			&PhaseError{Phase: PhaseStop, Err: errors.New("stop backup: database session lost")}),
 	}
@@ -45,7 +46,7 @@ func TestReportFormat(t *testing.T) {
 
 	ok := &Report{Label: "nightly", Path: "/var/backups/pg/nightly", Reached: PhasePublish, Timeline: 1,
 		StartLSN: 0x3000028, StopLSN: 0x5000100, StartedAt: at, StoppedAt: at.Add(4 * time.Second),
-		Elapsed: 5 * time.Second, WALFiles: 4, StagedBytes: 3*16<<20 + 4096, WALMode: WALCopy}
+		Elapsed: 5 * time.Second, WALFiles: 4, StagedBytes: 3*16<<20 + 4096, WALMode: staged.WALCopy}
 	wantSummary := "pgfbb-wrap: backup nightly complete: /var/backups/pg/nightly, WAL 0/3000028..0/5000100 on timeline 1, " +
 		"4 WAL files, 48.0 MiB staged, 4s in backup mode, 5s total"
 	if got := ok.Summary(); got != wantSummary {
@@ -62,7 +63,7 @@ func TestHumanBytes(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	base := Options{Staging: "/x", Label: "l", WAL: WALCopy, WALSource: SourceAuto, Argv: []string{"true"},
+	base := Options{Staging: "/x", Label: "l", WAL: staged.WALCopy, WALSource: walcollect.SourceAuto, Argv: []string{"true"},
 		StartTimeout: time.Hour, ArchiveTimeout: time.Minute}
 	held := func(context.Context, *Running) error { return nil }
 	tests := []struct {
@@ -76,7 +77,7 @@ func TestValidate(t *testing.T) {
 		{"bad wal", func(o *Options) { o.WAL = "stream" }, "want copy, archive or skip"},
 		{"bad wal source", func(o *Options) { o.WALSource = "nfs" }, "want auto, local or sql"},
 		{"archive timeout", func(o *Options) { o.ArchiveTimeout = 0 }, "--archive-timeout must be positive"},
-		{"skip needs no archive timeout", func(o *Options) { o.WAL, o.ArchiveTimeout = WALSkip, 0 }, ""},
+		{"skip needs no archive timeout", func(o *Options) { o.WAL, o.ArchiveTimeout = staged.WALSkip, 0 }, ""},
 		{"no command", func(o *Options) { o.Argv = nil }, "no snapshot command"},
 		{"unknown var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_X}"} }, "unknown variable"},
 		{"known var", func(o *Options) { o.Argv = []string{"echo", "${PGFBB_START_WAL}"} }, ""},
@@ -108,7 +109,7 @@ func TestDefaultLabel(t *testing.T) {
 	if got := DefaultLabel(at); got != "pgfbb-20261125T070102Z" {
 		t.Fatalf("DefaultLabel = %q", got)
 	}
-	if err := walcollect.ValidateLabel(DefaultLabel(at)); err != nil {
+	if err := staged.ValidateLabel(DefaultLabel(at)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -134,7 +135,7 @@ func TestErrorsSplitsCombinedPhaseErrors(t *testing.T) {
 func TestPrint(t *testing.T) {
 	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 	started := Report{Label: "n", Reached: PhaseStop, Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000138,
-		StartedAt: at, StoppedAt: at.Add(time.Second), WALMode: WALCopy}
+		StartedAt: at, StoppedAt: at.Add(time.Second), WALMode: staged.WALCopy}
 	aborted := started
 	aborted.Aborted = "aborted on request by pgfbb-wrap abort"
 	early := &PhaseError{Phase: PhaseConnect, Err: errors.New("no server")}

@@ -16,23 +16,11 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/volume"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
-)
-
-// WAL modes.
-const (
-	WALCopy    = "copy"    // stage every WAL file the restore needs
-	WALArchive = "archive" // stage label and map; the WAL is in the archive, which is checked
-	WALSkip    = "skip"    // stage label and map only, check nothing: the site handles WAL
-)
-
-// Where --wal=copy reads WAL from.
-const (
-	SourceAuto  = "auto"  // the local pg_wal when readable, else SQL
-	SourceLocal = "local" // the data directory's pg_wal, read by this process
-	SourceSQL   = "sql"   // pg_read_binary_file over the backup's session
 )
 
 // Bounds for the database calls made after the backup started; they run on
@@ -57,8 +45,8 @@ type Options struct {
 	Grace        time.Duration
 	DBName       string // conninfo, URL or database name; "" uses the environment
 	PGData       string // overrides the server's data_directory
-	WAL          string
-	WALSource    string // SourceAuto, SourceLocal or SourceSQL
+	WAL          staged.WALMode
+	WALSource    walcollect.SourceMode
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
@@ -125,16 +113,16 @@ func (o *Options) Validate() error {
 	if o.Staging == "" {
 		return UsageError(errors.New("--staging is required"))
 	}
-	if err := walcollect.ValidateLabel(o.Label); err != nil {
+	if err := staged.ValidateLabel(o.Label); err != nil {
 		return UsageError(err)
 	}
-	if o.WAL != WALCopy && o.WAL != WALArchive && o.WAL != WALSkip {
-		return UsageError(fmt.Errorf("--wal=%q: want copy, archive or skip", o.WAL))
+	if _, err := staged.ParseWALMode(string(o.WAL)); err != nil {
+		return UsageError(err)
 	}
-	if o.WALSource != SourceAuto && o.WALSource != SourceLocal && o.WALSource != SourceSQL {
-		return UsageError(fmt.Errorf("--wal-source=%q: want auto, local or sql", o.WALSource))
+	if _, err := walcollect.ParseSourceMode(string(o.WALSource)); err != nil {
+		return UsageError(err)
 	}
-	if o.ArchiveTimeout <= 0 && o.WAL != WALSkip {
+	if o.ArchiveTimeout <= 0 && o.WAL != staged.WALSkip {
 		return UsageError(errors.New("--archive-timeout must be positive"))
 	}
 	if o.StartTimeout <= 0 {
@@ -182,7 +170,7 @@ type run struct {
 	log     *slog.Logger
 	report  *Report
 	errs    *multierror.Error
-	staging *walcollect.Staging
+	staging *staged.Staging
 	sess    *pgbackup.Session
 	pgdata  string
 	source  walcollect.Source // where --wal=copy reads WAL
@@ -235,7 +223,7 @@ func (r *run) execute(ctx context.Context) {
 	}
 	r.enter(PhaseStaging)
 	var err error
-	if r.staging, err = walcollect.Prepare(r.opts.Staging, r.opts.Label); err != nil {
+	if r.staging, err = staged.Prepare(r.opts.Staging, r.opts.Label); err != nil {
 		r.fail(PhaseStaging, err)
 		return
 	}
@@ -309,7 +297,7 @@ func (r *run) backup(ctx context.Context) {
 	vars := map[string]string{
 		EnvLabel:    r.opts.Label,
 		EnvStartLSN: started.LSN.String(),
-		EnvStartWAL: walcollect.SegmentFileName(started.Timeline, walcollect.SegmentNo(started.LSN, r.sess.Server().SegmentSize), r.sess.Server().SegmentSize),
+		EnvStartWAL: pgformat.SegmentFileName(started.Timeline, pgformat.SegmentNo(started.LSN, r.sess.Server().SegmentSize), r.sess.Server().SegmentSize),
 		EnvTimeline: strconv.FormatUint(uint64(started.Timeline), 10),
 		EnvPGData:   r.pgdata,
 		EnvStaging:  r.opts.Staging,
@@ -377,7 +365,7 @@ func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
 		Argv: argv, Env: env, Timeout: r.opts.Timeout, Grace: r.opts.Grace,
 		Stdout: r.opts.Stdout, Stderr: r.opts.Stderr, TailBytes: stderrTail, Force: r.opts.Force,
 	})
-	r.report.Command = &walcollect.Command{Argv: argv, ExitCode: res.ExitCode, DurationSec: res.Duration.Seconds()}
+	r.report.Command = &staged.Command{Argv: argv, ExitCode: res.ExitCode, DurationSec: res.Duration.Seconds()}
 	r.report.StderrTail = res.StderrTail
 	r.fail(PhaseSnapshot, err)
 	return err

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
@@ -17,7 +19,7 @@ import (
 func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgbackup.Stopped) {
 	srv := r.sess.Server()
 	r.enter(PhaseCollect)
-	bl, err := walcollect.ParseBackupLabel(stopped.Label)
+	bl, err := pgformat.ParseBackupLabel(stopped.Label)
 	if err != nil {
 		r.fail(PhaseCollect, err)
 		return
@@ -26,12 +28,12 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		r.fail(PhaseCollect, fmt.Errorf("backup_label starts at %s, but the backup started at %s", bl.StartLSN, started.LSN))
 		return
 	}
-	if err := r.staging.WriteFile(walcollect.LabelFile, stopped.Label); err != nil {
+	if err := r.staging.WriteFile(staged.LabelFile, stopped.Label); err != nil {
 		r.fail(PhaseCollect, err)
 		return
 	}
 	if len(stopped.TablespaceMap) > 0 {
-		if err := r.staging.WriteFile(walcollect.MapFile, stopped.TablespaceMap); err != nil {
+		if err := r.staging.WriteFile(staged.MapFile, stopped.TablespaceMap); err != nil {
 			r.fail(PhaseCollect, err)
 			return
 		}
@@ -45,20 +47,24 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		r.fail(PhaseCollect, err)
 		return
 	}
-	from := "primary"
+	if bl.From != srv.BackupFrom() {
+		r.fail(PhaseCollect, fmt.Errorf("backup_label says BACKUP FROM: %s, want %s for this server", bl.From, srv.BackupFrom()))
+		return
+	}
+	from := staged.FromPrimary
 	if srv.InRecovery {
-		from = "standby"
+		from = staged.FromStandby
 		if err := r.standbyTail(ctx, plan, stopped.LSN); err != nil {
 			r.fail(PhaseCollect, err)
 			return
 		}
 	}
-	m := &walcollect.Manifest{
-		FormatVersion: 1, Tool: "pgfbb-wrap " + Version, Label: r.opts.Label, Status: walcollect.StatusComplete,
+	m := &staged.Manifest{
+		Tool: "pgfbb-wrap " + Version, Label: r.opts.Label, Status: staged.StatusComplete,
 		ServerVersionNum: srv.VersionNum, SystemIdentifier: strconv.FormatUint(srv.SystemID, 10),
 		Timeline: plan.Timeline, StartLSN: started.LSN, StopLSN: stopped.LSN,
-		StartWAL:       walcollect.SegmentFileName(plan.Timeline, plan.FirstSegment, plan.SegmentSize),
-		StopWAL:        walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize),
+		StartWAL:       pgformat.SegmentFileName(plan.Timeline, plan.FirstSegment, plan.SegmentSize),
+		StopWAL:        pgformat.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize),
 		WALSegmentSize: srv.SegmentSize, WALMode: r.opts.WAL, PGData: r.pgdata, BackupFrom: from, WALZeroedFrom: plan.ZeroFrom,
 		StartedAt: started.At.UTC(), StoppedAt: stopped.At.UTC(),
 		BackupModeSecs: stopped.At.Sub(started.At).Seconds(), Command: r.report.Command,
@@ -72,26 +78,26 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		return
 	}
 	switch r.opts.WAL {
-	case WALCopy:
+	case staged.WALCopy:
 		m.WALSource, r.report.WALSource = r.source.String(), r.source.String()
 		if err := r.stageWAL(ctx, plan); err != nil {
 			r.fail(PhaseCollect, err)
 			return
 		}
-	case WALSkip:
+	case staged.WALSkip:
 		r.note(fmt.Sprintf("WAL not staged and archiving not checked (--wal=skip): a restore needs %s..%s from your WAL archive", m.StartWAL, m.StopWAL))
 	}
 	switch {
-	case r.opts.WAL == WALCopy && plan.ZeroFrom != 0 && archiving(srv):
+	case r.opts.WAL == staged.WALCopy && plan.ZeroFrom != 0 && archiving(srv):
 		r.note(fmt.Sprintf("archiving not checked: the standby archives %s only once it is complete", m.StopWAL))
-	case r.opts.WAL != WALSkip && archiving(srv):
+	case r.opts.WAL != staged.WALSkip && archiving(srv):
 		r.enter(PhaseArchive)
 		check, err := r.waitArchived(ctx, plan)
 		m.Archive, r.report.Archive = check, check
 		var intr *runner.Interrupted
 		switch {
 		case err == nil:
-		case r.opts.WAL == WALArchive || errors.As(err, &intr):
+		case r.opts.WAL == staged.WALArchive || errors.As(err, &intr):
 			r.fail(PhaseArchive, err)
 			return
 		default:
@@ -112,7 +118,7 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 	r.report.Path = r.staging.Path()
 	for _, f := range r.staging.Files() {
 		r.report.StagedBytes += f.Size
-		if strings.HasPrefix(f.Path, walcollect.WALDir+"/") {
+		if strings.HasPrefix(f.Path, staged.WALDir+"/") {
 			r.report.WALFiles++
 		}
 	}
@@ -122,7 +128,7 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 // explainLost asks the server over a new connection whether
 // max_slot_wal_keep_size explains a lost session: invalidating the slot,
 // the server ends the session holding it, and the backup with it.
-func (r *run) explainLost(ctx context.Context, start walcollect.LSN) {
+func (r *run) explainLost(ctx context.Context, start pgformat.LSN) {
 	cfg, err := pgbackup.Config(r.opts.DBName)
 	if err != nil {
 		return
@@ -152,7 +158,7 @@ func (r *run) stageWAL(ctx context.Context, plan *walcollect.Plan) error {
 	if err := checkSlot(); err != nil {
 		return err
 	}
-	err := r.staging.StageWAL(ctx, r.source, plan)
+	err := walcollect.Collect(ctx, r.staging, r.source, plan)
 	if serr := checkSlot(); serr != nil {
 		return serr
 	}
@@ -163,20 +169,20 @@ func (r *run) stageWAL(ctx context.Context, plan *walcollect.Plan) error {
 // segments. Its last segment is complete only once the primary has moved
 // past it; until then the segment is staged up to what the standby has
 // received, which covers the stop LSN, and zeros after it.
-func (r *run) standbyTail(ctx context.Context, plan *walcollect.Plan, stop walcollect.LSN) error {
+func (r *run) standbyTail(ctx context.Context, plan *walcollect.Plan, stop pgformat.LSN) error {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	received, err := r.sess.ReceivedLSN(qctx)
 	if err != nil {
 		return err
 	}
-	end := walcollect.LSN((plan.LastSegment + 1) * plan.SegmentSize)
+	end := pgformat.LSN((plan.LastSegment + 1) * plan.SegmentSize)
 	if received >= end {
 		return nil
 	}
 	plan.ZeroFrom = max(received, stop)
 	r.note(fmt.Sprintf("backup from a standby: its last WAL segment %s is still being filled, so it is staged up to %s, "+
 		"all the standby had received (the backup ends at %s), and zeros after it",
-		walcollect.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize), plan.ZeroFrom, stop))
+		pgformat.SegmentFileName(plan.Timeline, plan.LastSegment, plan.SegmentSize), plan.ZeroFrom, stop))
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // A holder that is alive but does not listen has closed its socket and is
@@ -28,7 +28,7 @@ const (
 // that an outcome nobody collected is not forgotten.
 func Select(dir, label string) (string, []string, error) {
 	if label != "" {
-		if err := walcollect.ValidateLabel(label); err != nil {
+		if err := staged.ValidateLabel(label); err != nil {
 			return "", nil, backup.UsageError(err)
 		}
 		return label, nil, nil
@@ -161,7 +161,9 @@ func (d runDir) collect(lock *os.File, label string) (*Result, error) {
 		d.release(lock, label)
 		return res, nil
 	case st != nil:
-		os.RemoveAll(st.Partial)
+		// The dead holder's partial backup is no longer locked: the
+		// staging sweep removes it with any other dead run's.
+		staged.Sweep(st.Vars[backup.EnvStaging])
 		d.release(lock, label, "log")
 		return &Result{Label: label, ExitCode: backup.ExitFailed, Report: fmt.Sprintf(
 			"pgfbb-wrap: error: the holder of backup %s (pid %d, started %s) died without stopping it (killed?): "+

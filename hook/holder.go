@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // Spec is everything a holder needs. pre sends it over a pipe rather than
@@ -179,7 +180,7 @@ func (h *holder) discardStale(label string) []string {
 		notes = append(notes, fmt.Sprintf("discarded the uncollected outcome (exit %d) of an earlier backup labelled %s", res.ExitCode, label))
 	}
 	if st, _ := readJSON[State](h.dir.path(label, "state")); st != nil {
-		os.RemoveAll(st.Partial)
+		notes = append(notes, staged.Sweep(h.spec.Backup.Staging)...)
 		notes = append(notes, fmt.Sprintf("cleaned up after an earlier holder of %s (pid %d) that died", label, st.PID))
 	}
 	for _, n := range notes {

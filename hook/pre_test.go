@@ -14,6 +14,8 @@ import (
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+	"github.com/pgfbb/pgfbb-wrap/walcollect"
 )
 
 // fakeHolderEnv makes the test binary a holder that starts its backup in
@@ -63,7 +65,7 @@ func TestPreInterruptedAsTheBackupStarts(t *testing.T) {
 	t.Setenv(fakeHolderEnv, "1")
 	staging := filepath.Join(t.TempDir(), "staging")
 	spec := Spec{RunDir: DefaultRunDir(staging), HoldTimeout: time.Hour, Backup: backup.Options{
-		Staging: staging, Label: "x", WAL: backup.WALCopy, WALSource: backup.SourceAuto,
+		Staging: staging, Label: "x", WAL: staged.WALCopy, WALSource: walcollect.SourceAuto,
 		ArchiveTimeout: time.Minute, StartTimeout: time.Minute}}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"golang.org/x/sys/unix"
 )
 
 func TestLockExcludesAndSurvivesRelease(t *testing.T) {
@@ -35,20 +36,31 @@ func TestLockExcludesAndSurvivesRelease(t *testing.T) {
 // entries writes a run directory with one label in each status.
 func entries(t *testing.T) (runDir, func()) {
 	t.Helper()
-	d := runDir(t.TempDir())
+	staging := t.TempDir()
+	d := runDir(DefaultRunDir(staging))
+	os.Mkdir(string(d), 0o700)
 	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
-	state := func(label string, age time.Duration) {
-		partial := filepath.Join(string(d), "."+label+".partial")
+	state := func(label string, age time.Duration) string {
+		partial := filepath.Join(staging, "."+label+".partial-1")
 		os.Mkdir(partial, 0o700)
-		if err := writeJSON(d.path(label, "state"), &State{Label: label, PID: 42, StartedAt: at.Add(-age), Partial: partial}); err != nil {
+		st := &State{Label: label, PID: 42, StartedAt: at.Add(-age), Partial: partial, Vars: map[string]string{backup.EnvStaging: staging}}
+		if err := writeJSON(d.path(label, "state"), st); err != nil {
 			t.Fatal(err)
 		}
+		return partial
 	}
 	held, err := d.tryLock("held")
 	if err != nil {
 		t.Fatal(err)
 	}
-	state("held", time.Minute)
+	// A live holder's run holds its partial backup's flock.
+	heldPartial, err := os.Open(state("held", time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(heldPartial.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	starting, err := d.tryLock("starting")
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +71,7 @@ func entries(t *testing.T) (runDir, func()) {
 	}
 	os.WriteFile(d.path("leftover", "lock"), nil, 0o600)
 	os.WriteFile(d.path("old", "log"), nil, 0o600)
-	return d, func() { held.Close(); starting.Close() }
+	return d, func() { held.Close(); starting.Close(); heldPartial.Close() }
 }
 
 func TestList(t *testing.T) {
@@ -162,8 +174,12 @@ func TestFinishWithoutHolder(t *testing.T) {
 			t.Errorf("%s %s: exit %d %q, want %d and %q", tt.op, tt.label, code, text, tt.code, tt.want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(string(d), ".dead.partial")); !errors.Is(err, os.ErrNotExist) {
+	staging := filepath.Dir(string(d))
+	if _, err := os.Stat(filepath.Join(staging, ".dead.partial-1")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("the dead holder's partial backup was kept")
+	}
+	if _, err := os.Stat(filepath.Join(staging, ".held.partial-1")); err != nil {
+		t.Errorf("the live holder's partial backup was swept: %v", err)
 	}
 	if _, err := os.Stat(d.path("dead", "lock")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("the dead holder's lock file was kept")

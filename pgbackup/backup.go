@@ -13,7 +13,7 @@ import (
 
 	"github.com/lib/pq"
 	"github.com/lib/pq/pqerror"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
 )
 
 // ErrSessionLost means the backup's session ended: PostgreSQL has aborted
@@ -29,14 +29,14 @@ var ErrPromoted = errors.New("the standby was promoted during the backup: this b
 
 // Started is the state right after the backup started.
 type Started struct {
-	LSN      walcollect.LSN
+	LSN      pgformat.LSN
 	Timeline uint32
 	At       time.Time
 }
 
 // Stopped is what stopping the backup returned.
 type Stopped struct {
-	LSN           walcollect.LSN
+	LSN           pgformat.LSN
 	Timeline      uint32 // on a standby, the timeline of the stop LSN; 0 on a primary, whose timeline cannot change
 	Label         []byte // backup_label, byte for byte
 	TablespaceMap []byte // empty when the cluster has no tablespaces
@@ -78,7 +78,7 @@ var ErrSlotLost = errors.New("the WAL-retention slot was invalidated by max_slot
 // CheckSlot fails with ErrSlotLost when the slot was invalidated while the
 // backup ran; servers before 13 never invalidate slots.
 func (s *Session) CheckSlot(ctx context.Context) error {
-	if s.slot == "" || s.server.VersionNum < 130000 {
+	if s.slot == "" || !s.server.api.slotInvalidation {
 		return nil
 	}
 	var status sql.NullString
@@ -99,7 +99,7 @@ func (s *Session) CheckSlot(ctx context.Context) error {
 // max_slot_wal_keep_size in bytes (-1: unlimited, always before 13). It
 // explains a lost session: the server ends the session of a slot that
 // setting invalidates.
-func SlotPressure(ctx context.Context, cfg pq.Config, since walcollect.LSN) (written, limit int64, err error) {
+func SlotPressure(ctx context.Context, cfg pq.Config, since pgformat.LSN) (written, limit int64, err error) {
 	connector, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return 0, 0, err
@@ -136,18 +136,13 @@ func (s *Session) DropSlot(ctx context.Context) error {
 // instead of a spread one. Cancelling ctx cancels the query, which ends the
 // session: use it only to bound or interrupt the start itself.
 func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started, error) {
-	q := "SELECT pg_catalog.pg_backup_start($1, $2)::text"
-	if s.server.VersionNum < 150000 {
-		// 10-14 default to an exclusive backup: say false explicitly.
-		q = "SELECT pg_catalog.pg_start_backup($1, $2, false)::text"
-	}
 	var lsn string
-	if err := s.conn.QueryRowContext(ctx, q, label, fast).Scan(&lsn); err != nil {
+	if err := s.conn.QueryRowContext(ctx, s.server.api.startSQL, label, fast).Scan(&lsn); err != nil {
 		return nil, fmt.Errorf("start backup: %w", s.classify(ctx, err))
 	}
 	st := &Started{At: time.Now()}
 	var err error
-	if st.LSN, err = walcollect.ParseLSN(lsn); err != nil {
+	if st.LSN, err = pgformat.ParseLSN(lsn); err != nil {
 		return nil, fmt.Errorf("start backup: %w", err)
 	}
 	// The checkpoint the backup started from is on the current timeline.
@@ -161,18 +156,14 @@ func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started,
 // while it waits for the archive would lose the label, and the WAL is staged
 // by this tool. Pass a context that a signal cannot cancel.
 func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
-	q := "SELECT lsn::text, labelfile, spcmapfile FROM pg_catalog.pg_backup_stop(false)"
-	if s.server.VersionNum < 150000 {
-		q = "SELECT lsn::text, labelfile, spcmapfile FROM pg_catalog.pg_stop_backup(false, false)"
-	}
 	var lsn string
 	var label, spcmap sql.NullString
-	if err := s.conn.QueryRowContext(ctx, q).Scan(&lsn, &label, &spcmap); err != nil {
+	if err := s.conn.QueryRowContext(ctx, s.server.api.stopSQL).Scan(&lsn, &label, &spcmap); err != nil {
 		return nil, fmt.Errorf("stop backup: %w", s.classify(ctx, err))
 	}
 	st := &Stopped{At: time.Now(), Label: []byte(label.String), TablespaceMap: []byte(spcmap.String)}
 	var err error
-	if st.LSN, err = walcollect.ParseLSN(lsn); err != nil {
+	if st.LSN, err = pgformat.ParseLSN(lsn); err != nil {
 		return nil, fmt.Errorf("stop backup: %w", err)
 	}
 	if len(st.Label) == 0 {
@@ -190,7 +181,7 @@ func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
 
 // ReceivedLSN is how far a standby has received and flushed WAL, 0 when it
 // does not stream (it restores WAL from an archive instead).
-func (s *Session) ReceivedLSN(ctx context.Context) (walcollect.LSN, error) {
+func (s *Session) ReceivedLSN(ctx context.Context) (pgformat.LSN, error) {
 	var lsn sql.NullString
 	if err := s.conn.QueryRowContext(ctx, "SELECT pg_catalog.pg_last_wal_receive_lsn()::text").Scan(&lsn); err != nil {
 		return 0, fmt.Errorf("read received WAL position: %w", s.classify(ctx, err))
@@ -198,7 +189,7 @@ func (s *Session) ReceivedLSN(ctx context.Context) (walcollect.LSN, error) {
 	if !lsn.Valid {
 		return 0, nil
 	}
-	return walcollect.ParseLSN(lsn.String)
+	return pgformat.ParseLSN(lsn.String)
 }
 
 // Ping checks that the session is alive. Give ctx a generous bound: a ping

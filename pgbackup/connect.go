@@ -99,7 +99,7 @@ func (s *Session) init(ctx context.Context) error {
 	// Defaults set with ALTER ROLE / ALTER DATABASE would otherwise cancel a
 	// long start (spread checkpoint) or end the idle session mid-backup.
 	settings := []string{"statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout"}
-	if num >= 140000 {
+	if apiFor(num).idleSessionTimeout {
 		settings = append(settings, "idle_session_timeout")
 	}
 	for _, name := range settings {

@@ -8,12 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
 )
-
-// MinVersionNum is the oldest server_version_num supported: non-exclusive
-// backups with a temporary slot need PostgreSQL 10.
-const MinVersionNum = 100000
 
 // Server is what the backup needs to know about the server.
 type Server struct {
@@ -31,31 +27,24 @@ type Server struct {
 	Replication   bool
 	FreeSlots     int // max_replication_slots minus slots in use
 
+	api           api
 	missingGrants []string
 	readFile      bool // EXECUTE on pg_read_binary_file, 11+
 }
 
 // Major is the major version (10, 11, ... 18).
-func (s *Server) Major() int { return s.VersionNum / 10000 }
+func (s *Server) Major() int { return pgformat.MajorOf(s.VersionNum) }
 
-func versionString(num int) string {
-	if num >= 100000 {
-		return strconv.Itoa(num / 10000)
+// BackupFrom is how backup_label's BACKUP FROM line names this server.
+func (s *Server) BackupFrom() string {
+	if s.InRecovery {
+		return "standby"
 	}
-	return fmt.Sprintf("%d.%d", num/10000, num/100%100)
-}
-
-// functions are the server functions a backup calls, per version, as
-// has_function_privilege wants them spelled.
-func functions(num int) (start, stop string) {
-	if num >= 150000 {
-		return "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
-	}
-	return "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
+	return s.api.backupFrom
 }
 
 func readServer(ctx context.Context, conn *sql.Conn, num int) (*Server, error) {
-	srv := &Server{VersionNum: num}
+	srv := &Server{VersionNum: num, api: apiFor(num)}
 	// pg_settings hides data_directory from roles without superuser or
 	// pg_read_all_settings instead of failing, unlike current_setting().
 	err := conn.QueryRowContext(ctx, `
@@ -76,8 +65,7 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
-	start, stop := functions(num)
-	for _, fn := range []string{start, stop, "pg_catalog.pg_control_system()", "pg_catalog.pg_control_checkpoint()"} {
+	for _, fn := range []string{srv.api.startFunc, srv.api.stopFunc, "pg_catalog.pg_control_system()", "pg_catalog.pg_control_checkpoint()"} {
 		var ok bool
 		if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE')", fn).Scan(&ok); err != nil {
 			return nil, fmt.Errorf("check privilege on %s: %w", fn, err)
@@ -86,7 +74,7 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
 			srv.missingGrants = append(srv.missingGrants, fn)
 		}
 	}
-	if num >= 110000 {
+	if srv.api.readFileGrant {
 		if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE')", readFileFunc).Scan(&srv.readFile); err != nil {
 			return nil, fmt.Errorf("check privilege on %s: %w", readFileFunc, err)
 		}
@@ -131,7 +119,7 @@ func (s *Session) Preflight() error {
 	if srv.FreeSlots < 1 {
 		problems = append(problems, "no free replication slot for WAL retention: raise max_replication_slots")
 	}
-	if err := walcollect.ValidateSegmentSize(srv.SegmentSize); err != nil {
+	if err := pgformat.ValidateSegmentSize(srv.SegmentSize); err != nil {
 		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
@@ -143,16 +131,16 @@ func (s *Session) Preflight() error {
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // Tablespaces lists the user tablespaces (not pg_default and pg_global).
-func (s *Session) Tablespaces(ctx context.Context) ([]walcollect.Tablespace, error) {
+func (s *Session) Tablespaces(ctx context.Context) ([]pgformat.Tablespace, error) {
 	rows, err := s.conn.QueryContext(ctx, `SELECT oid, spcname, pg_catalog.pg_tablespace_location(oid)
 FROM pg_catalog.pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid`)
 	if err != nil {
 		return nil, fmt.Errorf("list tablespaces: %w", s.classify(ctx, err))
 	}
 	defer rows.Close()
-	out := []walcollect.Tablespace{}
+	out := []pgformat.Tablespace{}
 	for rows.Next() {
-		var ts walcollect.Tablespace
+		var ts pgformat.Tablespace
 		if err := rows.Scan(&ts.OID, &ts.Name, &ts.Location); err != nil {
 			return nil, fmt.Errorf("list tablespaces: %w", err)
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/lib/pq"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
 )
 
 func TestConfig(t *testing.T) {
@@ -141,7 +141,7 @@ func testSessionBackup(t *testing.T, in pgtest.Install) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bl, err := walcollect.ParseBackupLabel(sp.Label)
+		bl, err := pgformat.ParseBackupLabel(sp.Label)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ func testPreflightPrivileges(t *testing.T, in pgtest.Install) {
 	db := c.DB(t)
 	ctx := context.Background()
 	pgtest.Exec(t, db, "CREATE ROLE weak LOGIN")
-	start, stop := functions(in.Major * 10000)
+	start, stop := apiFor(in.Major*10000).startFunc, apiFor(in.Major*10000).stopFunc
 
 	s := connect(t, c.ConnString("postgres")+" user=weak")
 	if s.Server().DataDirectory != "" {

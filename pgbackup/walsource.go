@@ -82,7 +82,7 @@ func (srv *Server) CanReadFiles() bool { return srv.Superuser || srv.readFile }
 
 // ReadFilesRemedy says how to let the role read WAL over SQL.
 func (srv *Server) ReadFilesRemedy() string {
-	if srv.VersionNum < 110000 {
+	if !srv.api.readFileGrant {
 		return fmt.Sprintf("on PostgreSQL 10 only a superuser may call pg_read_binary_file (role %s is not one)", srv.User)
 	}
 	return fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s", readFileFunc, quoteIdent(srv.User))

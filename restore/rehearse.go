@@ -16,7 +16,8 @@ import (
 	"time"
 
 	_ "github.com/lib/pq" // the rehearsal's query
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // Rehearsal is what a restore rehearsal measured.
@@ -43,9 +44,8 @@ type RehearseOptions struct {
 func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	// The copy is of the data directory alone: a server started on it would
 	// use the original tablespaces and, through a pg_wal link, WAL directory.
-	_, mapErr := os.Stat(filepath.Join(o.Staged, walcollect.MapFile))
 	wal, walErr := os.Lstat(filepath.Join(o.PGData, "pg_wal"))
-	if mapErr == nil || (walErr == nil && wal.Mode()&os.ModeSymlink != 0) || o.WALDir != "" {
+	if staged.HasTablespaceMap(o.Staged) || (walErr == nil && wal.Mode()&os.ModeSymlink != 0) || o.WALDir != "" {
 		return nil, fmt.Errorf("%w: a rehearsal copies the data directory only, and this backup has tablespaces or pg_wal on "+
 			"another volume: restore it for real into snapshots of every volume instead", ErrRefused)
 	}
@@ -53,7 +53,7 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	if err != nil {
 		return nil, err
 	}
-	major := m.ServerVersionNum / 10000
+	major := pgformat.MajorOf(m.ServerVersionNum)
 	if o.BinDir == "" {
 		o.BinDir = fmt.Sprintf("/usr/lib/postgresql/%d/bin", major)
 	}

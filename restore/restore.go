@@ -16,7 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // Options describe one restore.
@@ -60,7 +61,7 @@ func recoveryTarget(target string) ([]string, error) {
 	case "latest":
 		return nil, nil
 	}
-	if _, err := walcollect.ParseLSN(target); err == nil {
+	if _, err := pgformat.ParseLSN(target); err == nil {
 		return []string{"recovery_target_lsn = '" + target + "'"}, nil
 	}
 	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"} {
@@ -74,7 +75,7 @@ func recoveryTarget(target string) ([]string, error) {
 // Check refuses a restore that would be wrong or unsafe, before anything in
 // the target is changed, and returns the verified manifest. Its errors wrap
 // ErrRefused.
-func Check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
+func Check(ctx context.Context, o Options) (*staged.Manifest, error) {
 	m, err := check(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
@@ -82,16 +83,16 @@ func Check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	return m, nil
 }
 
-func check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
+func check(ctx context.Context, o Options) (*staged.Manifest, error) {
 	if _, err := recoveryTarget(o.Target); err != nil {
 		return nil, err
 	}
-	v := walcollect.Verify(ctx, o.Staged)
+	v := staged.Verify(ctx, o.Staged)
 	if len(v.Problems) > 0 {
 		return nil, fmt.Errorf("staged backup %s is not usable (pgfbb-wrap verify lists why): %s", o.Staged, strings.Join(v.Problems, "; "))
 	}
 	m := v.Manifest
-	if m.WALMode != "copy" && o.RestoreCommand == "" {
+	if m.WALMode != staged.WALCopy && o.RestoreCommand == "" {
 		return nil, fmt.Errorf("backup %s has no staged WAL: give --restore-command to fetch %s..%s from your archive", m.Label, m.StartWAL, m.StopWAL)
 	}
 	if o.Target != "" && o.Target != "immediate" && o.RestoreCommand == "" {
@@ -115,19 +116,19 @@ func check(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target is not a data directory: %w", err)
 	}
-	if got, want := strings.TrimSpace(string(version)), strconv.Itoa(m.ServerVersionNum/10000); got != want {
+	if got, want := strings.TrimSpace(string(version)), strconv.Itoa(pgformat.MajorOf(m.ServerVersionNum)); got != want {
 		return nil, fmt.Errorf("target is a PostgreSQL %s data directory, the backup is of PostgreSQL %s", got, want)
 	}
 	if pid := runningPostmaster(o.PGData); pid != 0 {
 		return nil, fmt.Errorf("a postmaster (pid %d) is running on %s: stop it first", pid, o.PGData)
 	}
 	var problems []string
-	if id, err := walcollect.ControlSystemID(o.PGData); err != nil {
+	if id, err := pgformat.ControlSystemID(o.PGData); err != nil {
 		return nil, err
 	} else if strconv.FormatUint(id, 10) != m.SystemIdentifier {
 		problems = append(problems, fmt.Sprintf("target belongs to cluster %d, the backup to %s (--force to restore anyway)", id, m.SystemIdentifier))
 	}
-	if _, err := os.Stat(filepath.Join(o.PGData, walcollect.LabelFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(o.PGData, staged.LabelFile)); err == nil {
 		problems = append(problems, "target already holds a backup_label (--force to replace it)")
 	}
 	if len(problems) > 0 && !o.Force {
@@ -167,7 +168,7 @@ func runningPostmaster(pgdata string) int {
 // map in place, no postmaster.pid, pg_wal emptied and filled with the staged
 // WAL, and the recovery settings the target's version reads. Files it writes
 // belong to the owner of the data directory.
-func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
+func Prepare(ctx context.Context, o Options) (*staged.Manifest, error) {
 	m, err := Check(ctx, o)
 	if err != nil {
 		return nil, err
@@ -179,18 +180,18 @@ func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	owner := fi.Sys().(*syscall.Stat_t)
 	place := func(src, dst string) error { return copyOwned(src, dst, owner) }
 
-	for _, f := range []string{"postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal", "recovery.conf", walcollect.LabelFile, walcollect.MapFile} {
+	for _, f := range []string{"postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal", "recovery.conf", staged.LabelFile, staged.MapFile} {
 		if err := os.Remove(filepath.Join(o.PGData, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	if err := place(filepath.Join(o.Staged, walcollect.LabelFile), filepath.Join(o.PGData, walcollect.LabelFile)); err != nil {
+	if err := place(filepath.Join(o.Staged, staged.LabelFile), filepath.Join(o.PGData, staged.LabelFile)); err != nil {
 		return nil, err
 	}
-	if spcmap, err := tablespaceMap(o); err != nil {
+	if ts, err := tablespaceMap(o); err != nil {
 		return nil, err
-	} else if spcmap != nil {
-		if err := writeOwned(filepath.Join(o.PGData, walcollect.MapFile), string(spcmap), os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
+	} else if ts != nil {
+		if err := writeOwned(filepath.Join(o.PGData, staged.MapFile), string(pgformat.FormatTablespaceMap(ts)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
 			return nil, err
 		}
 	}
@@ -203,16 +204,16 @@ func Prepare(ctx context.Context, o Options) (*walcollect.Manifest, error) {
 	if err := emptyWAL(walDir); err != nil {
 		return nil, err
 	}
-	if m.WALMode == "copy" {
-		list, err := os.ReadFile(filepath.Join(o.Staged, walcollect.WALListFile))
+	if m.WALMode == staged.WALCopy {
+		list, err := staged.WALList(o.Staged)
 		if err != nil {
 			return nil, err
 		}
-		for _, name := range strings.Fields(string(list)) {
+		for _, name := range list {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			if err := place(filepath.Join(o.Staged, walcollect.WALDir, name), filepath.Join(walDir, name)); err != nil {
+			if err := place(filepath.Join(o.Staged, staged.WALDir, name), filepath.Join(walDir, name)); err != nil {
 				return nil, err
 			}
 		}
@@ -247,7 +248,7 @@ func checkWALDir(o Options) error {
 // checkInUse refuses a WAL directory or tablespace location that a running
 // server uses: restoring "in place" while the original cluster still runs
 // would let two servers write to one directory.
-func checkInUse(o Options, spcmap []byte) error {
+func checkInUse(o Options, ts []pgformat.Tablespace) error {
 	used := map[string]string{} // real path -> the running data directory using it
 	for _, dir := range runningDataDirs() {
 		used[dir] = dir
@@ -262,10 +263,8 @@ func checkInUse(o Options, spcmap []byte) error {
 	if o.WALDir != "" {
 		mine = append(mine, o.WALDir)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(spcmap)), "\n") {
-		if _, loc, ok := strings.Cut(line, " "); ok {
-			mine = append(mine, loc)
-		}
+	for _, t := range ts {
+		mine = append(mine, t.Location)
 	}
 	for _, p := range mine {
 		real, err := filepath.EvalSymlinks(p)
@@ -324,24 +323,22 @@ func relinkWAL(o Options, owner *syscall.Stat_t) (string, error) {
 // applied, nil when the backup has none. Each mapping must match a
 // tablespace, and every location the map ends up with must exist: that is
 // where the tablespace's snapshot has to be restored.
-func tablespaceMap(o Options) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(o.Staged, walcollect.MapFile))
-	if errors.Is(err, os.ErrNotExist) {
+func tablespaceMap(o Options) ([]pgformat.Tablespace, error) {
+	ts, ok, err := staged.ReadTablespaceMap(o.Staged)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		if len(o.TablespaceMapping) > 0 {
 			return nil, errors.New("--tablespace-mapping given, but the backup has no tablespace_map")
 		}
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	for _, m := range o.TablespaceMapping {
 		found := false
-		for i, line := range lines {
-			oid, loc, _ := strings.Cut(line, " ")
-			if loc == m[0] {
-				lines[i], found = oid+" "+m[1], true
+		for i := range ts {
+			if ts[i].Location == m[0] {
+				ts[i].Location, found = m[1], true
 			}
 		}
 		if !found {
@@ -349,17 +346,16 @@ func tablespaceMap(o Options) ([]byte, error) {
 		}
 	}
 	var missing []string
-	for _, line := range lines {
-		oid, loc, _ := strings.Cut(line, " ")
-		if fi, err := os.Stat(loc); err != nil || !fi.IsDir() {
-			missing = append(missing, fmt.Sprintf("tablespace %s at %s", oid, loc))
+	for _, t := range ts {
+		if fi, err := os.Stat(t.Location); err != nil || !fi.IsDir() {
+			missing = append(missing, fmt.Sprintf("tablespace %d at %s", t.OID, t.Location))
 		}
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s: not a directory; restore each tablespace's snapshot there, or elsewhere with --tablespace-mapping OLD=NEW",
 			strings.Join(missing, ", "))
 	}
-	return []byte(strings.Join(lines, "\n") + "\n"), nil
+	return ts, nil
 }
 
 // emptyWAL removes everything from pg_wal but the archive_status directory,
@@ -392,15 +388,15 @@ func emptyWAL(dir string) error {
 // record), a standby's may not: it cannot write WAL, and its last record may
 // be exactly where the backup ends. Its staged WAL ends just past the
 // backup's end anyway.
-func endsAtWALEnd(o Options, m *walcollect.Manifest) bool {
-	return (o.Target == "" || o.Target == "immediate") && m.BackupFrom == "standby"
+func endsAtWALEnd(o Options, m *staged.Manifest) bool {
+	return (o.Target == "" || o.Target == "immediate") && m.BackupFrom == staged.FromStandby
 }
 
 // writeRecovery writes recovery.conf (10, 11) or recovery.signal plus
 // settings appended to postgresql.auto.conf (12+), which override earlier
 // lines of the same name.
-func writeRecovery(o Options, m *walcollect.Manifest, owner *syscall.Stat_t) error {
-	major := m.ServerVersionNum / 10000
+func writeRecovery(o Options, m *staged.Manifest, owner *syscall.Stat_t) error {
+	major, _ := pgformat.LookupMajor(pgformat.MajorOf(m.ServerVersionNum))
 	target, _ := recoveryTarget(o.Target)
 	if endsAtWALEnd(o, m) {
 		target = nil
@@ -415,7 +411,7 @@ func writeRecovery(o Options, m *walcollect.Manifest, owner *syscall.Stat_t) err
 	}, target...)
 	lines = append(lines, "recovery_target_action = 'promote'")
 	text := strings.Join(lines, "\n") + "\n"
-	if major < 12 {
+	if major.RecoveryConf {
 		return writeOwned(filepath.Join(o.PGData, "recovery.conf"), text, os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner)
 	}
 	if err := writeOwned(filepath.Join(o.PGData, "recovery.signal"), "", os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {

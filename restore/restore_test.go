@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 func TestTablespaceMap(t *testing.T) {
@@ -17,8 +18,8 @@ func TestTablespaceMap(t *testing.T) {
 		return p
 	}
 	a, b, newA := dir("a"), dir("b"), dir("new-a")
-	staged := t.TempDir()
-	if err := os.WriteFile(filepath.Join(staged, walcollect.MapFile), []byte("16400 "+a+"\n16401 "+b+"\n"), 0o600); err != nil {
+	withMap := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withMap, staged.MapFile), []byte("16400 "+a+"\n16401 "+b+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	noMap := t.TempDir()
@@ -29,10 +30,10 @@ func TestTablespaceMap(t *testing.T) {
 		want    string // the map, or the error's text
 		wantErr bool
 	}{
-		{"as staged", staged, nil, "16400 " + a + "\n16401 " + b + "\n", false},
-		{"one relocated", staged, [][2]string{{a, newA}}, "16400 " + newA + "\n16401 " + b + "\n", false},
-		{"unknown old location", staged, [][2]string{{"/nowhere", newA}}, "no tablespace of the backup is at /nowhere", true},
-		{"new location missing", staged, [][2]string{{a, filepath.Join(root, "missing")}}, "tablespace 16400 at " + filepath.Join(root, "missing") + ": not a directory", true},
+		{"as staged", withMap, nil, "16400 " + a + "\n16401 " + b + "\n", false},
+		{"one relocated", withMap, [][2]string{{a, newA}}, "16400 " + newA + "\n16401 " + b + "\n", false},
+		{"unknown old location", withMap, [][2]string{{"/nowhere", newA}}, "no tablespace of the backup is at /nowhere", true},
+		{"new location missing", withMap, [][2]string{{a, filepath.Join(root, "missing")}}, "tablespace 16400 at " + filepath.Join(root, "missing") + ": not a directory", true},
 		{"no map", noMap, nil, "", false},
 		{"mapping without a map", noMap, [][2]string{{a, newA}}, "the backup has no tablespace_map", true},
 	}
@@ -45,8 +46,8 @@ func TestTablespaceMap(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || string(got) != tt.want {
-				t.Fatalf("map %q, %v; want %q", got, err, tt.want)
+			if err != nil || string(pgformat.FormatTablespaceMap(got)) != tt.want {
+				t.Fatalf("map %+v, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

@@ -1,8 +1,11 @@
+// Package walcollect plans which WAL files a backup needs from its LSNs and
+// copies them into a backup being staged: from the local pg_wal or another
+// Source, checking each segment's header, with a standby's unfinished last
+// segment zero-filled past what it received.
 package walcollect
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +17,28 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
+
+// SourceMode says where --wal=copy reads WAL from.
+type SourceMode string
+
+// The WAL source modes.
+const (
+	SourceAuto  SourceMode = "auto"  // the local pg_wal when readable, else SQL
+	SourceLocal SourceMode = "local" // the data directory's pg_wal, read by this process
+	SourceSQL   SourceMode = "sql"   // pg_read_binary_file over the backup's session
+)
+
+// ParseSourceMode checks a --wal-source value.
+func ParseSourceMode(s string) (SourceMode, error) {
+	switch m := SourceMode(s); m {
+	case SourceAuto, SourceLocal, SourceSQL:
+		return m, nil
+	}
+	return "", fmt.Errorf("--wal-source=%q: want auto, local or sql", s)
+}
 
 // Source opens a cluster's WAL files by name.
 type Source interface {
@@ -47,17 +71,17 @@ type Plan struct {
 	// WAL it has received: the segment is still being filled, and the bytes
 	// from here on are staged as zeros, which recovery reads as the end of
 	// WAL. It is never before the stop LSN.
-	ZeroFrom LSN
+	ZeroFrom pgformat.LSN
 }
 
 // NewPlan computes the WAL files for a backup whose label is bl and that
 // stopped at stop on timeline stopTLI. The names come from arithmetic alone:
 // nothing is guessed from file times.
-func NewPlan(bl *BackupLabel, stopTLI uint32, stop LSN, segSize, systemID uint64) (*Plan, error) {
+func NewPlan(bl *pgformat.BackupLabel, stopTLI uint32, stop pgformat.LSN, segSize, systemID uint64) (*Plan, error) {
 	if stopTLI != bl.StartTimeline {
 		return nil, fmt.Errorf("timeline changed during the backup (%d to %d): not supported", bl.StartTimeline, stopTLI)
 	}
-	segs, err := RequiredSegments(stopTLI, bl.StartLSN, stop, segSize)
+	segs, err := pgformat.RequiredSegments(stopTLI, bl.StartLSN, stop, segSize)
 	if err != nil {
 		return nil, err
 	}
@@ -66,14 +90,14 @@ func NewPlan(bl *BackupLabel, stopTLI uint32, stop LSN, segSize, systemID uint64
 	}
 	p := &Plan{
 		Timeline:      stopTLI,
-		FirstSegment:  SegmentNo(bl.StartLSN, segSize),
-		LastSegment:   SegmentNo(stop-1, segSize),
+		FirstSegment:  pgformat.SegmentNo(bl.StartLSN, segSize),
+		LastSegment:   pgformat.SegmentNo(stop-1, segSize),
 		SegmentSize:   segSize,
 		SystemID:      systemID,
-		BackupHistory: BackupHistoryFileName(stopTLI, bl.StartLSN, segSize),
+		BackupHistory: pgformat.BackupHistoryFileName(stopTLI, bl.StartLSN, segSize),
 	}
 	if stopTLI > 1 {
-		p.History = []string{HistoryFileName(stopTLI)}
+		p.History = []string{pgformat.HistoryFileName(stopTLI)}
 	}
 	return p, nil
 }
@@ -82,18 +106,19 @@ func NewPlan(bl *BackupLabel, stopTLI uint32, stop LSN, segSize, systemID uint64
 func (p *Plan) Segments() []string {
 	names := make([]string, 0, p.LastSegment-p.FirstSegment+1)
 	for n := p.FirstSegment; n <= p.LastSegment; n++ {
-		names = append(names, SegmentFileName(p.Timeline, n, p.SegmentSize))
+		names = append(names, pgformat.SegmentFileName(p.Timeline, n, p.SegmentSize))
 	}
 	return names
 }
 
-// StageWAL copies every file of the plan from src into the staging's wal/
-// directory and writes wal_list. Every missing or damaged file is reported,
-// not only the first; a context cancellation stops at once.
-func (s *Staging) StageWAL(ctx context.Context, src Source, p *Plan) error {
+// Collect copies every file of the plan from src into the wal/ directory of
+// the backup being staged in dst and writes its wal_list. Every missing or
+// damaged file is reported, not only the first; a context cancellation
+// stops at once.
+func Collect(ctx context.Context, dst *staged.Staging, src Source, p *Plan) error {
 	var merr *multierror.Error
-	var staged []string
-	stage := func(name string, wantSize int64, check func([]byte) error, zeroFrom *LSN) {
+	var done []string
+	stage := func(name string, wantSize int64, check func([]byte) error, zeroFrom *pgformat.LSN) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -107,24 +132,24 @@ func (s *Staging) StageWAL(ctx context.Context, src Source, p *Plan) error {
 			if zeroFrom != nil {
 				in = &zeroAfter{r: r, n: int64(uint64(*zeroFrom) % p.SegmentSize)}
 			}
-			_, err = s.put(ctx, path.Join(WALDir, name), in, check, wantSize)
+			_, err = dst.Put(ctx, path.Join(staged.WALDir, name), in, wantSize, check)
 			r.Close()
 		}
 		if err != nil {
 			merr = multierror.Append(merr, fmt.Errorf("WAL file %s from %s: %w", name, src, err))
 			return
 		}
-		staged = append(staged, name)
+		done = append(done, name)
 	}
 	for _, name := range p.History {
 		stage(name, -1, nil, nil)
 	}
 	for n := p.FirstSegment; n <= p.LastSegment; n++ {
-		var partial *LSN
+		var partial *pgformat.LSN
 		if n == p.LastSegment && p.ZeroFrom != 0 {
 			partial = &p.ZeroFrom
 		}
-		stage(SegmentFileName(p.Timeline, n, p.SegmentSize), int64(p.SegmentSize), segmentCheck(n, p.SegmentSize, p.SystemID), partial)
+		stage(pgformat.SegmentFileName(p.Timeline, n, p.SegmentSize), int64(p.SegmentSize), segmentCheck(n, p.SegmentSize, p.SystemID), partial)
 	}
 	stage(p.BackupHistory, -1, nil, nil)
 	if err := ctx.Err(); err != nil {
@@ -133,8 +158,8 @@ func (s *Staging) StageWAL(ctx context.Context, src Source, p *Plan) error {
 	if err := merr.ErrorOrNil(); err != nil {
 		return err
 	}
-	slices.Sort(staged) // PostgreSQL's WAL file names sort oldest first
-	return s.WriteFile(WALListFile, []byte(strings.Join(staged, "\n")+"\n"))
+	slices.Sort(done) // PostgreSQL's WAL file names sort oldest first
+	return dst.WriteFile(staged.WALListFile, []byte(strings.Join(done, "\n")+"\n"))
 }
 
 // zeroAfter passes the first n bytes of r and replaces the rest with zeros.
@@ -152,39 +177,7 @@ func (z *zeroAfter) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// Offsets in XLogLongPageHeaderData (xlog_internal.h), which starts every
-// segment. PostgreSQL writes it in the server's byte order; like the server,
-// this tool runs on a little-endian host.
-const (
-	xlpInfo        = 2
-	xlpPageAddr    = 8
-	xlpSysID       = 24
-	xlpSegSize     = 32
-	longHeaderSize = 40
-	xlpLongHeader  = 0x0002
-)
-
-// segmentCheck verifies the first page of segment segNo: a segment that was
-// recycled but not yet rewritten, or that belongs to another cluster, has a
-// different page address or system identifier.
+// segmentCheck verifies the header of segment segNo as it is read.
 func segmentCheck(segNo, segSize, systemID uint64) func([]byte) error {
-	return func(b []byte) error {
-		if len(b) < longHeaderSize {
-			return fmt.Errorf("only %d bytes: too short for a WAL segment", len(b))
-		}
-		le := binary.LittleEndian
-		if le.Uint16(b[xlpInfo:])&xlpLongHeader == 0 {
-			return errors.New("first page has no long header")
-		}
-		if got, want := le.Uint64(b[xlpPageAddr:]), segNo*segSize; got != want {
-			return fmt.Errorf("first page address is %s, want %s (recycled or foreign segment)", LSN(got), LSN(want))
-		}
-		if got := le.Uint32(b[xlpSegSize:]); uint64(got) != segSize {
-			return fmt.Errorf("segment size in header is %d, want %d", got, segSize)
-		}
-		if got := le.Uint64(b[xlpSysID:]); systemID != 0 && got != systemID {
-			return fmt.Errorf("system identifier in header is %d, want %d (segment of another cluster)", got, systemID)
-		}
-		return nil
-	}
+	return func(b []byte) error { return pgformat.CheckSegmentHeader(b, segNo, segSize, systemID) }
 }

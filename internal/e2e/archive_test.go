@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // TestArchive backs up a cluster that archives its WAL: the end of each
@@ -39,9 +39,9 @@ func TestArchive(t *testing.T) {
 			"sh", "-c", `sleep 2 && btrfs subvolume snapshot -r "$PGFBB_PGDATA" `+b.snaps+`/${PGFBB_LABEL} && sleep 2`)
 		stop()
 		r.want(t, 0, "backup arch complete")
-		staged := filepath.Join(st, "arch")
-		m := readManifest(t, staged)
-		if m.WALMode != "archive" || m.Archive == nil || !m.Archive.Confirmed || m.Archive.Method != "archive_status" {
+		backupDir := filepath.Join(st, "arch")
+		m := readManifest(t, backupDir)
+		if m.WALMode != staged.WALArchive || m.Archive == nil || !m.Archive.Confirmed || m.Archive.Method != "archive_status" {
 			t.Fatalf("manifest wal_mode %q, archive %+v", m.WALMode, m.Archive)
 		}
 		for _, name := range m.Archive.Required {
@@ -49,11 +49,11 @@ func TestArchive(t *testing.T) {
 				t.Errorf("confirmed as archived, but: %v", err)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(staged, walcollect.WALDir)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(backupDir, staged.WALDir)); !os.IsNotExist(err) {
 			t.Errorf("--wal=archive staged WAL: %v", err)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0, "from the WAL archive")
-		b.restoreAndCheck(t, filepath.Join(b.snaps, "arch"), staged, "--restore-command", "cp "+archive+"/%f %p")
+		runTool(t, nil, "verify", backupDir).want(t, 0, "from the WAL archive")
+		b.restoreAndCheck(t, filepath.Join(b.snaps, "arch"), backupDir, "--restore-command", "cp "+archive+"/%f %p")
 	})
 
 	t.Run("wal=archive with failing archiving fails and says why", func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // holderState reads what the holder of label recorded once its backup started.
@@ -141,16 +141,16 @@ func TestHookRestore(t *testing.T) {
 		t.Errorf("post.sh left the staged backup after shipping it: %v", err)
 	}
 
-	staged := strings.TrimSpace(r.stdout)
-	m := readManifest(t, staged)
+	backupDir := strings.TrimSpace(r.stdout)
+	m := readManifest(t, backupDir)
 	if m.Label != "hooked" || m.StartLSN.String() != vars["PGFBB_START_LSN"] || m.Command != nil {
 		t.Errorf("manifest %+v", m)
 	}
 	if m.StartWAL == m.StopWAL {
 		t.Errorf("the backup spans one segment only (%s): the WAL switches did not happen", m.StartWAL)
 	}
-	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup hooked")
-	b.restoreAndCheck(t, snapshot, staged)
+	runTool(t, nil, "verify", backupDir).want(t, 0, "ok: backup hooked")
+	b.restoreAndCheck(t, snapshot, backupDir)
 }
 
 // TestHookFailures covers every way a held backup can end other than post.
@@ -169,7 +169,7 @@ func TestHookFailures(t *testing.T) {
 		return holderState(t, staging, label)
 	}
 	published := func(t *testing.T, staging, label string) bool {
-		_, err := os.Stat(filepath.Join(staging, label, walcollect.ManifestFile))
+		_, err := os.Stat(filepath.Join(staging, label, staged.ManifestFile))
 		return err == nil
 	}
 
@@ -184,9 +184,9 @@ func TestHookFailures(t *testing.T) {
 		first := pre(t, st, "twice")
 		runTool(t, env, "pre", "--staging", st, "--label", "twice", "--fast").want(t, 2, "already held by pid "+strconv.Itoa(first.PID))
 		runTool(t, nil, "post", "--staging", st, "--label", "twice").want(t, 0, "backup twice complete")
-		staged, _ := filepath.Abs(filepath.Join(st, "twice"))
-		for kind, want := range map[string]string{"dir": staged, "label-file": filepath.Join(staged, walcollect.LabelFile),
-			"wal-list": filepath.Join(staged, walcollect.WALListFile)} {
+		backupDir, _ := filepath.Abs(filepath.Join(st, "twice"))
+		for kind, want := range map[string]string{"dir": backupDir, "label-file": filepath.Join(backupDir, staged.LabelFile),
+			"wal-list": filepath.Join(backupDir, staged.WALListFile)} {
 			runTool(t, nil, "path", "--staging", st, "--label", "twice", kind).want(t, 0)
 			if got := strings.TrimSpace(lastStdout.String()); got != want {
 				t.Errorf("path %s = %q, want %q", kind, got, want)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 var toolBin string
@@ -101,17 +101,17 @@ func (r result) want(t *testing.T, code int, contains ...string) {
 
 // readManifest loads a published backup's manifest and checks that every
 // file it lists has the recorded size and checksum.
-func readManifest(t *testing.T, dir string) *walcollect.Manifest {
+func readManifest(t *testing.T, dir string) *staged.Manifest {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, walcollect.ManifestFile))
+	data, err := os.ReadFile(filepath.Join(dir, staged.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m walcollect.Manifest
+	var m staged.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != walcollect.StatusComplete {
+	if m.Status != staged.StatusComplete {
 		t.Fatalf("manifest status %q", m.Status)
 	}
 	for _, f := range m.Files {
@@ -135,7 +135,7 @@ func assertNothingPublished(t *testing.T, staging string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.Name() != walcollect.LockFile {
+		if e.Name() != staged.LockFile {
 			t.Errorf("failed run left %s in the staging directory", e.Name())
 		}
 	}

@@ -7,7 +7,8 @@ import (
 	"testing"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // TestPrivilegesAcrossVersions proves, per major, that a role granted only
@@ -40,11 +41,11 @@ func TestPrivilegesAcrossVersions(t *testing.T) {
 			st := filepath.Join(t.TempDir(), "s")
 			runTool(t, append(c.Env(), "PGUSER=backup"), "--staging", st, "--label", "granted", "--fast", "--", "true").want(t, 0)
 			m := readManifest(t, filepath.Join(st, "granted"))
-			label, err := os.ReadFile(filepath.Join(st, "granted", walcollect.LabelFile))
+			label, err := os.ReadFile(filepath.Join(st, "granted", staged.LabelFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			bl, err := walcollect.ParseBackupLabel(label)
+			bl, err := pgformat.ParseBackupLabel(label)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,11 +14,11 @@ import (
 
 	"github.com/pgfbb/pgfbb-wrap/internal/btrfstest"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // stripWAL removes the WAL files restore placed in pg_wal: the control case
-// of a snapshot restored without the staged WAL.
+// of a snapshot restored without the backupDir WAL.
 func stripWAL(t *testing.T, dataDir string) {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(dataDir, "pg_wal"))
@@ -92,29 +92,29 @@ func amcheck(t *testing.T, c *pgtest.Cluster) {
 	t.Logf("amcheck: %s btree indexes checked clean", n)
 }
 
-// restoreAndCheck restores a staged backup into a writable snapshot of
+// restoreAndCheck restores a backupDir backup into a writable snapshot of
 // snapshot and proves it: recovery reaches consistency and stops there, the
 // marker row committed before the backup is present and the one after is
 // not, pgbench's accounts are all there, and amcheck is clean.
-func (b *bench) restoreAndCheck(t *testing.T, snapshot, staged string, restoreArgs ...string) {
+func (b *bench) restoreAndCheck(t *testing.T, snapshot, backupDir string, restoreArgs ...string) {
 	t.Helper()
-	dir := filepath.Join(b.fs.Mount, "restore-"+filepath.Base(staged))
+	dir := filepath.Join(b.fs.Mount, "restore-"+filepath.Base(backupDir))
 	btrfstest.Snapshot(t, snapshot, dir, false)
-	b.restoreInto(t, dir, staged, restoreArgs...)
+	b.restoreInto(t, dir, backupDir, restoreArgs...)
 }
 
-// restoreInto restores a staged backup into the data directory dir and
+// restoreInto restores a backupDir backup into the data directory dir and
 // proves it as restoreAndCheck does; it returns the running restored cluster.
-func (b *bench) restoreInto(t *testing.T, dir, staged string, restoreArgs ...string) *pgtest.Cluster {
+func (b *bench) restoreInto(t *testing.T, dir, backupDir string, restoreArgs ...string) *pgtest.Cluster {
 	t.Helper()
-	runTool(t, nil, append([]string{"restore", "--staged", staged, "--pgdata", dir}, restoreArgs...)...).
-		want(t, 0, "restore of "+readManifest(t, staged).Label+" laid out")
+	runTool(t, nil, append([]string{"restore", "--staged", backupDir, "--pgdata", dir}, restoreArgs...)...).
+		want(t, 0, "restore of "+readManifest(t, backupDir).Label+" laid out")
 	rc := pgtest.Existing(t, b.c.Install, dir)
 	rdb := rc.StartRecovered(t)
 	log := rc.LogTail(1 << 20)
 	wants := []string{"consistent recovery state reached", "recovery stopping after reaching consistency"}
-	if readManifest(t, staged).BackupFrom == "standby" {
-		// Recovery ends with the staged WAL, just past the backup's end.
+	if readManifest(t, backupDir).BackupFrom == "standby" {
+		// Recovery ends with the backupDir WAL, just past the backup's end.
 		wants[1] = "redo done at"
 	}
 	for _, want := range wants {
@@ -208,9 +208,9 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	stop()
 	r.want(t, 0)
 
-	staged := filepath.Join(staging, "e2e")
-	m := readManifest(t, staged)
-	list, _ := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
+	backupDir := filepath.Join(staging, "e2e")
+	m := readManifest(t, backupDir)
+	list, _ := os.ReadFile(filepath.Join(backupDir, staged.WALListFile))
 	var segments int
 	for _, name := range strings.Fields(string(list)) {
 		if len(name) == 24 {
@@ -226,17 +226,17 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 		t.Errorf("manifest says segment size %d and version %d", m.WALSegmentSize, m.ServerVersionNum)
 	}
 	snapshot := filepath.Join(snaps, "e2e")
-	runTool(t, nil, "verify", staged).want(t, 0, "ok: backup e2e")
+	runTool(t, nil, "verify", backupDir).want(t, 0, "ok: backup e2e")
 
 	t.Run("restore with the staged WAL", func(t *testing.T) {
-		b.restoreAndCheck(t, snapshot, staged)
+		b.restoreAndCheck(t, snapshot, backupDir)
 		row.restored = !t.Failed()
 	})
 
 	t.Run("restore to an LSN target", func(t *testing.T) {
 		dir := filepath.Join(fs.Mount, "lsn")
 		btrfstest.Snapshot(t, snapshot, dir, false)
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir, "--target", m.StopLSN.String(),
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir, "--target", m.StopLSN.String(),
 			"--restore-command", "false").want(t, 0)
 		rc := pgtest.Existing(t, in, dir)
 		rdb := rc.StartRecovered(t)
@@ -250,7 +250,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 
 	t.Run("rehearsal on the read-only snapshot", func(t *testing.T) {
 		// The scratch directory on the same btrfs makes the copy a reflink.
-		r := runTool(t, nil, "restore", "--rehearse", "--staged", staged, "--pgdata", snapshot,
+		r := runTool(t, nil, "restore", "--rehearse", "--staged", backupDir, "--pgdata", snapshot,
 			"--pg-bin", in.BinDir, "--scratch", fs.Mount)
 		r.want(t, 0, "rehearsal of e2e ok: consistent after")
 		leftovers, _ := filepath.Glob(filepath.Join(fs.Mount, "pgfbb-rehearse-*"))
@@ -262,7 +262,7 @@ func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {
 	t.Run("control: the same restore without the staged WAL fails", func(t *testing.T) {
 		dir := filepath.Join(fs.Mount, "nowal")
 		btrfstest.Snapshot(t, snapshot, dir, false)
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 0)
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir).want(t, 0)
 		stripWAL(t, dir)
 		rc := pgtest.Existing(t, in, dir)
 		if err := rc.TryStart(t); err == nil {

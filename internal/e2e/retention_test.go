@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // TestWALRetention proves that the temporary slot is what keeps the WAL a
@@ -60,14 +60,14 @@ func TestWALRetention(t *testing.T) {
 			`btrfs subvolume snapshot -r "$PGFBB_PGDATA" `+b.snaps+`/${PGFBB_LABEL} && `+churn(4))
 		stop()
 		r.want(t, 0)
-		staged := filepath.Join(st, "pressure")
-		readManifest(t, staged)
+		backupDir := filepath.Join(st, "pressure")
+		readManifest(t, backupDir)
 		// Four checkpoints ran while these segments were needed.
-		if list, _ := os.ReadFile(filepath.Join(staged, walcollect.WALListFile)); len(strings.Fields(string(list))) < 5 {
+		if list, _ := os.ReadFile(filepath.Join(backupDir, staged.WALListFile)); len(strings.Fields(string(list))) < 5 {
 			t.Errorf("staged WAL %q: want the four switched segments and more", list)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0)
-		b.restoreAndCheck(t, filepath.Join(b.snaps, "pressure"), staged)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
+		b.restoreAndCheck(t, filepath.Join(b.snaps, "pressure"), backupDir)
 	})
 
 	t.Run("max_slot_wal_keep_size invalidates the slot: the run fails", func(t *testing.T) {

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // TestStandby backs up a streaming hot standby of a primary under pgbench
@@ -31,18 +32,18 @@ func standby(t *testing.T, in pgtest.Install) {
 	// Restores of the standby's backups are checked like the primary's.
 	sb := &bench{fs: b.fs, c: s, snaps: b.snaps, markers: "before"}
 	snapshot := []string{"--", "sh", "-c", `sleep 1 && btrfs subvolume snapshot -r "$PGFBB_PGDATA" ` + b.snaps + `/${PGFBB_LABEL} && sleep 1`}
-	backup := func(t *testing.T, label string, args ...string) (staged string, r result) {
+	backup := func(t *testing.T, label string, args ...string) (backupDir string, r result) {
 		t.Helper()
 		st := filepath.Join(t.TempDir(), "staging")
 		r = runTool(t, s.Env(), append(append([]string{"--staging", st, "--label", label}, args...), snapshot...)...)
 		return filepath.Join(st, label), r
 	}
-	labelFrom := func(t *testing.T, staged string) string {
-		data, err := os.ReadFile(filepath.Join(staged, walcollect.LabelFile))
+	labelFrom := func(t *testing.T, backupDir string) string {
+		data, err := os.ReadFile(filepath.Join(backupDir, staged.LabelFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		bl, err := walcollect.ParseBackupLabel(data)
+		bl, err := pgformat.ParseBackupLabel(data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,28 +54,28 @@ func standby(t *testing.T, in pgtest.Install) {
 		// A write without a segment switch leaves the standby mid-segment.
 		pgtest.Exec(t, b.c.DB(t), "CREATE TABLE idle AS SELECT 1 AS i")
 		b.c.WaitReplayed(t, s)
-		staged, r := backup(t, "idle")
+		backupDir, r := backup(t, "idle")
 		r.want(t, 0, "backup from a standby: its last WAL segment", "is still being filled")
-		m := readManifest(t, staged)
-		if m.BackupFrom != "standby" || m.WALZeroedFrom < m.StopLSN || labelFrom(t, staged) != "standby" {
-			t.Errorf("manifest backup_from %q, wal_zeroed_from %s, stop %s; label from %q", m.BackupFrom, m.WALZeroedFrom, m.StopLSN, labelFrom(t, staged))
+		m := readManifest(t, backupDir)
+		if m.BackupFrom != "standby" || m.WALZeroedFrom < m.StopLSN || labelFrom(t, backupDir) != "standby" {
+			t.Errorf("manifest backup_from %q, wal_zeroed_from %s, stop %s; label from %q", m.BackupFrom, m.WALZeroedFrom, m.StopLSN, labelFrom(t, backupDir))
 		}
-		runTool(t, nil, "verify", staged).want(t, 0)
-		sb.restoreAndCheck(t, filepath.Join(b.snaps, "idle"), staged)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
+		sb.restoreAndCheck(t, filepath.Join(b.snaps, "idle"), backupDir)
 	})
 
 	t.Run("pgbench on the primary, WAL read over SQL", func(t *testing.T) {
 		stop := b.load(t, 300*time.Millisecond)
-		staged, r := backup(t, "busy", "--wal-source=sql")
+		backupDir, r := backup(t, "busy", "--wal-source=sql")
 		stop()
 		r.want(t, 0)
-		m := readManifest(t, staged)
+		m := readManifest(t, backupDir)
 		if m.BackupFrom != "standby" || m.StartWAL == m.StopWAL || m.WALSource != "sql:pg_read_binary_file" {
 			t.Errorf("manifest backup_from %q, WAL %s..%s from %s", m.BackupFrom, m.StartWAL, m.StopWAL, m.WALSource)
 		}
 		t.Logf("WAL %s..%s, zeroed from %s", m.StartWAL, m.StopWAL, m.WALZeroedFrom)
-		runTool(t, nil, "verify", staged).want(t, 0)
-		sb.restoreAndCheck(t, filepath.Join(b.snaps, "busy"), staged)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
+		sb.restoreAndCheck(t, filepath.Join(b.snaps, "busy"), backupDir)
 	})
 
 	t.Run("archive_mode = always: --wal=archive waits for the standby's archiver", func(t *testing.T) {
@@ -89,17 +90,17 @@ func standby(t *testing.T, in pgtest.Install) {
 		// The standby archives its last segment once the primary has
 		// moved past it.
 		stopSwitch := switchWAL(t, b.c, 300*time.Millisecond)
-		staged, r := backup(t, "archived", "--wal=archive", "--archive-timeout", "2m")
+		backupDir, r := backup(t, "archived", "--wal=archive", "--archive-timeout", "2m")
 		stopSwitch()
 		r.want(t, 0)
-		m := readManifest(t, staged)
+		m := readManifest(t, backupDir)
 		if m.Archive == nil || !m.Archive.Confirmed || len(m.Archive.Required) != 1 || m.Archive.Required[0] != m.StopWAL {
 			t.Fatalf("manifest archive %+v, want the stop segment %s alone (a standby writes no .backup file)", m.Archive, m.StopWAL)
 		}
 		if _, err := os.Stat(filepath.Join(archive, m.StopWAL)); err != nil {
 			t.Errorf("confirmed, but: %v", err)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0, "from the WAL archive")
+		runTool(t, nil, "verify", backupDir).want(t, 0, "from the WAL archive")
 	})
 
 	t.Run("promoted during the backup", func(t *testing.T) {
@@ -116,14 +117,14 @@ func standby(t *testing.T, in pgtest.Install) {
 
 	t.Run("the promoted server on timeline 2", func(t *testing.T) {
 		sb.markers = pgtest.QueryString(t, sdb, "SELECT string_agg(phase, ',' ORDER BY phase) FROM marker")
-		staged, r := backup(t, "tli2", "--fast", "--archive-timeout", "1m")
+		backupDir, r := backup(t, "tli2", "--fast", "--archive-timeout", "1m")
 		r.want(t, 0)
-		m := readManifest(t, staged)
-		list, _ := os.ReadFile(filepath.Join(staged, walcollect.WALListFile))
+		m := readManifest(t, backupDir)
+		list, _ := os.ReadFile(filepath.Join(backupDir, staged.WALListFile))
 		if m.Timeline != 2 || m.BackupFrom != "primary" || !strings.Contains(string(list), "00000002.history\n") {
 			t.Errorf("manifest timeline %d, backup_from %q; wal_list:\n%s", m.Timeline, m.BackupFrom, list)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0)
-		sb.restoreAndCheck(t, filepath.Join(b.snaps, "tli2"), staged)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
+		sb.restoreAndCheck(t, filepath.Join(b.snaps, "tli2"), backupDir)
 	})
 }

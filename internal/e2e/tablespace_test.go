@@ -63,10 +63,10 @@ func TestTablespaces(t *testing.T) {
 			` && `+snap(ts1vol, fs2, "pg")+` && `+snap(walvol, fs3, "pg")+` && sleep 1`)
 	stop()
 	r.want(t, 0, "the cluster spans 4 file systems or subvolumes")
-	staged := filepath.Join(staging, "spread")
+	backupDir := filepath.Join(staging, "spread")
 
 	t.Run("manifest and volumes", func(t *testing.T) {
-		m := readManifest(t, staged)
+		m := readManifest(t, backupDir)
 		var got []string
 		for _, ts := range m.Tablespaces {
 			got = append(got, strconv.FormatUint(uint64(ts.OID), 10)+" "+ts.Name+" "+ts.Location)
@@ -94,7 +94,7 @@ func TestTablespaces(t *testing.T) {
 		if !slices.Equal(gotVols, wantVols) {
 			t.Errorf("PGFBB_VOLUMES %q, want %q", told, wantVols)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
 	})
 
 	t.Run("--covers refuses what the snapshot would miss", func(t *testing.T) {
@@ -151,12 +151,12 @@ func TestTablespaces(t *testing.T) {
 
 		// The snapshot's pg_wal still links to the running cluster's WAL,
 		// and its tablespace_map names the running cluster's tablespaces.
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir).want(t, 3, "pg_wal is a link to "+waldir, "--wal-dir")
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir, "--wal-dir", newWAL).want(t, 3, "is in use by the server running on "+data)
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", dir, "--wal-dir", newWAL, "--tablespace-mapping", "/nowhere=/x").want(t, 3, "no tablespace of the backup is at /nowhere")
-		runTool(t, nil, "restore", "--rehearse", "--staged", staged, "--pgdata", dir).want(t, 3, "has tablespaces or pg_wal on another volume")
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir).want(t, 3, "pg_wal is a link to "+waldir, "--wal-dir")
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir, "--wal-dir", newWAL).want(t, 3, "is in use by the server running on "+data)
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir, "--wal-dir", newWAL, "--tablespace-mapping", "/nowhere=/x").want(t, 3, "no tablespace of the backup is at /nowhere")
+		runTool(t, nil, "restore", "--rehearse", "--staged", backupDir, "--pgdata", dir).want(t, 3, "has tablespaces or pg_wal on another volume")
 
-		rc := b.restoreInto(t, dir, staged, "--wal-dir", newWAL, "--tablespace-mapping", ts1+"="+newTS1, "--tablespace-mapping", ts2+"="+newTS2)
+		rc := b.restoreInto(t, dir, backupDir, "--wal-dir", newWAL, "--tablespace-mapping", ts1+"="+newTS1, "--tablespace-mapping", ts2+"="+newTS2)
 		checkLocations(t, rc, map[string]string{"ts1": newTS1, "ts2": newTS2})
 		if got, _ := os.Readlink(filepath.Join(dir, "pg_wal")); got != newWAL {
 			t.Errorf("restored pg_wal links to %q, want %q", got, newWAL)
@@ -170,7 +170,7 @@ func TestTablespaces(t *testing.T) {
 		btrfstest.Rollback(t, filepath.Join(fs1.Mount, "snaps", "ts2"), ts2)
 		btrfstest.Rollback(t, filepath.Join(fs2.Mount, "snaps", "pg"), ts1vol)
 		btrfstest.Rollback(t, filepath.Join(fs3.Mount, "snaps", "pg"), walvol)
-		rc := b.restoreInto(t, data, staged, "--wal-dir", waldir)
+		rc := b.restoreInto(t, data, backupDir, "--wal-dir", waldir)
 		checkLocations(t, rc, map[string]string{"ts1": ts1, "ts2": ts2})
 		rc.Stop(t)
 	})
@@ -181,7 +181,7 @@ func TestTablespaces(t *testing.T) {
 		btrfstest.Rollback(t, filepath.Join(fs3.Mount, "snaps", "pg"), walvol)
 		moved := filepath.Join(fs2.Mount, "moved")
 		btrfstest.Snapshot(t, filepath.Join(fs2.Mount, "snaps", "pg"), moved, false)
-		runTool(t, nil, "restore", "--staged", staged, "--pgdata", data, "--wal-dir", waldir).want(t, 0)
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", data, "--wal-dir", waldir).want(t, 0)
 		// What the README tells a DBA to do: one "OID LOCATION" line each.
 		mapFile := filepath.Join(data, "tablespace_map")
 		text, err := os.ReadFile(mapFile)

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // copyDir copies a staged backup so that each fault damages its own copy.
@@ -34,7 +35,7 @@ func TestVerify(t *testing.T) {
 	stopLoad()
 	pristine := filepath.Join(staging, "v")
 	m := readManifest(t, pristine)
-	segs, err := walcollect.RequiredSegments(m.Timeline, m.StartLSN, m.StopLSN, m.WALSegmentSize)
+	segs, err := pgformat.RequiredSegments(m.Timeline, m.StartLSN, m.StopLSN, m.WALSegmentSize)
 	if err != nil || len(segs) < 3 {
 		t.Fatalf("want a backup over several segments, got %v %v", segs, err)
 	}
@@ -82,7 +83,7 @@ func TestVerify(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, middle), foreign, 0o600)
 		}, []string{middle + ": SHA-256", "segment of another cluster"}},
 		{"edited label", func(t *testing.T, dir string) {
-			p := filepath.Join(dir, walcollect.LabelFile)
+			p := filepath.Join(dir, staged.LabelFile)
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, []byte(strings.Replace(string(b), "LABEL: v\n", "LABEL: w\n", 1)), 0o600)
 		}, []string{"backup_label: SHA-256", `backup_label: LABEL "w", manifest says "v"`}},
@@ -90,7 +91,7 @@ func TestVerify(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "wal", "00000002.history"), []byte("1\t0/0\tno\n"), 0o600)
 		}, []string{"wal/00000002.history: not in the manifest"}},
 		{"no manifest", func(t *testing.T, dir string) {
-			os.Remove(filepath.Join(dir, walcollect.ManifestFile))
+			os.Remove(filepath.Join(dir, staged.ManifestFile))
 		}, []string{"manifest: open"}},
 	}
 	for _, f := range faults {

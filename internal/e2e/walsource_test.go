@@ -25,13 +25,13 @@ func TestWALOverSQL(t *testing.T) {
 			"sh", "-c", `sleep 2 && btrfs subvolume snapshot -r "$PGFBB_PGDATA" `+b.snaps+`/${PGFBB_LABEL} && sleep 2`)
 		stop()
 		r.want(t, 0)
-		staged := filepath.Join(st, "sql")
-		m := readManifest(t, staged)
+		backupDir := filepath.Join(st, "sql")
+		m := readManifest(t, backupDir)
 		if m.WALSource != "sql:pg_read_binary_file" || m.StartWAL == m.StopWAL {
 			t.Errorf("manifest wal_source %q, WAL %s..%s", m.WALSource, m.StartWAL, m.StopWAL)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0)
-		b.restoreAndCheck(t, filepath.Join(b.snaps, "sql"), staged)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
+		b.restoreAndCheck(t, filepath.Join(b.snaps, "sql"), backupDir)
 	})
 
 	t.Run("auto falls back when the data directory is unreadable", func(t *testing.T) {
@@ -64,11 +64,11 @@ func TestWALOverSQL(t *testing.T) {
 		r := result{code: cmd.ProcessState.ExitCode(), stdout: lastStdout.String(), stderr: stderr.String()}
 		t.Logf("as nobody: exit %d\n%s", r.code, r.stderr)
 		r.want(t, 0, "reading WAL over SQL (pg_read_binary_file): WAL directory not readable for staging", "permission denied")
-		staged := filepath.Join(st, "fallback")
-		if m := readManifest(t, staged); m.WALSource != "sql:pg_read_binary_file" {
+		backupDir := filepath.Join(st, "fallback")
+		if m := readManifest(t, backupDir); m.WALSource != "sql:pg_read_binary_file" {
 			t.Errorf("wal_source %q", m.WALSource)
 		}
-		runTool(t, nil, "verify", staged).want(t, 0)
+		runTool(t, nil, "verify", backupDir).want(t, 0)
 		waitClean(t, b.c.DB(t))
 	})
 }

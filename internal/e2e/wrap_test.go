@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
-	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 func sha256hex(b []byte) string {
@@ -94,11 +94,11 @@ func TestWrapper(t *testing.T) {
 			m.Command.Argv[0] != "sh" || m.ServerVersionNum/10000 != c.Major || m.SystemIdentifier == "0" {
 			t.Errorf("manifest %+v", m)
 		}
-		label, _ := os.ReadFile(filepath.Join(st, "ok1", walcollect.LabelFile))
+		label, _ := os.ReadFile(filepath.Join(st, "ok1", staged.LabelFile))
 		if !strings.Contains(string(label), "LABEL: ok1\n") {
 			t.Errorf("backup_label:\n%s", label)
 		}
-		list, _ := os.ReadFile(filepath.Join(st, "ok1", walcollect.WALListFile))
+		list, _ := os.ReadFile(filepath.Join(st, "ok1", staged.WALListFile))
 		for _, name := range strings.Fields(string(list)) {
 			if _, err := os.Stat(filepath.Join(st, "ok1", "wal", name)); err != nil {
 				t.Errorf("wal_list names %s: %v", name, err)
@@ -133,7 +133,7 @@ func TestWrapper(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(st, "skip1", "wal")); !os.IsNotExist(err) {
 			t.Errorf("--wal=skip staged WAL: %v", err)
 		}
-		if m := readManifest(t, filepath.Join(st, "skip1")); m.WALMode != "skip" {
+		if m := readManifest(t, filepath.Join(st, "skip1")); m.WALMode != staged.WALSkip {
 			t.Errorf("manifest wal_mode %q", m.WALMode)
 		}
 	})
@@ -248,11 +248,11 @@ func TestWrapper(t *testing.T) {
 	t.Run("existing label refused", func(t *testing.T) {
 		st := staging(t)
 		runTool(t, env, "--staging", st, "--label", "dup", "--fast", "--", "true").want(t, 0)
-		before, _ := os.ReadFile(filepath.Join(st, "dup", walcollect.ManifestFile))
+		before, _ := os.ReadFile(filepath.Join(st, "dup", staged.ManifestFile))
 		marker := filepath.Join(work, "dup-ran")
 		r := runTool(t, []string{"PGHOST=/nonexistent"}, "--staging", st, "--label", "dup", "--", "touch", marker)
 		r.want(t, 2, "already exists")
-		after, _ := os.ReadFile(filepath.Join(st, "dup", walcollect.ManifestFile))
+		after, _ := os.ReadFile(filepath.Join(st, "dup", staged.ManifestFile))
 		if string(before) != string(after) {
 			t.Error("the existing backup changed")
 		}
@@ -313,12 +313,12 @@ func TestWrapper(t *testing.T) {
 		st := staging(t)
 		runTool(t, env, "--staging", st, "--label", "ts", "--fast", "--", "true").want(t, 0)
 		oid := pgtest.QueryString(t, db, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
-		got, err := os.ReadFile(filepath.Join(st, "ts", walcollect.MapFile))
+		got, err := os.ReadFile(filepath.Join(st, "ts", staged.MapFile))
 		if err != nil || string(got) != oid+" "+loc+"\n" {
 			t.Fatalf("tablespace_map %q, %v; want %q", got, err, oid+" "+loc+"\n")
 		}
 		m := readManifest(t, filepath.Join(st, "ts"))
-		if !slicesContainsPath(m.Files, walcollect.MapFile) {
+		if !slicesContainsPath(m.Files, staged.MapFile) {
 			t.Errorf("manifest does not list tablespace_map: %+v", m.Files)
 		}
 	})
@@ -330,7 +330,7 @@ func TestWrapper(t *testing.T) {
 	})
 }
 
-func slicesContainsPath(files []walcollect.File, path string) bool {
+func slicesContainsPath(files []staged.File, path string) bool {
 	for _, f := range files {
 		if f.Path == path {
 			return true

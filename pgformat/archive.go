@@ -1,4 +1,4 @@
-package walcollect
+package pgformat
 
 import (
 	"errors"

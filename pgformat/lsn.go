@@ -1,6 +1,8 @@
-// Package walcollect computes which WAL files a restore needs and stages them,
-// together with the backup label, durably into a staging directory.
-package walcollect
+// Package pgformat knows PostgreSQL's own formats, and nothing of databases
+// or staging directories: LSNs, WAL segment names and their arithmetic, WAL
+// page headers, backup_label and tablespace_map, pg_control's system
+// identifier, archive_status, and what differs between majors in them.
+package pgformat
 
 import (
 	"fmt"

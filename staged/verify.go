@@ -1,12 +1,10 @@
-package walcollect
+package staged
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,17 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
 )
-
-// pageMagic is XLOG_PAGE_MAGIC of each major, as read from its WAL.
-var pageMagic = map[int]uint16{
-	10: 0xD097, 11: 0xD098, 12: 0xD101, 13: 0xD106, 14: 0xD10D,
-	15: 0xD110, 16: 0xD113, 17: 0xD116, 18: 0xD118,
-}
-
-// xlogBlockSize is XLOG_BLCKSZ, which PostgreSQL builds with 8 kB unless
-// configured otherwise; the long header records it, and Verify checks it.
-const xlogBlockSize = 8192
 
 // Verification is what Verify found.
 type Verification struct {
@@ -47,27 +37,22 @@ func (v *Verification) problem(format string, args ...any) {
 // server's major is installed.
 func Verify(ctx context.Context, dir string) *Verification {
 	v := &Verification{}
-	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	m, err := ReadManifest(dir)
 	if err != nil {
-		v.problem("manifest: %v", err)
+		v.problem("%v", err)
 		return v
 	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		v.problem("manifest: %v", err)
-		return v
-	}
-	v.Manifest = &m
+	v.Manifest = m
 	if m.Status != StatusComplete {
 		v.problem("manifest: status %q, want %q", m.Status, StatusComplete)
 	}
-	if err := ValidateSegmentSize(m.WALSegmentSize); err != nil {
+	if err := pgformat.ValidateSegmentSize(m.WALSegmentSize); err != nil {
 		v.problem("manifest: %v", err)
 		return v
 	}
 	v.checkFiles(ctx, dir)
 	v.checkLabel(dir)
-	if m.WALMode == "copy" {
+	if m.WALMode == WALCopy {
 		v.checkWAL(ctx, dir)
 	} else {
 		v.Notes = append(v.Notes, fmt.Sprintf("no WAL staged (wal_mode %s): a restore needs %s..%s from the WAL archive", m.WALMode, m.StartWAL, m.StopWAL))
@@ -122,7 +107,7 @@ func (v *Verification) checkLabel(dir string) {
 		v.problem("%s: %v", LabelFile, err)
 		return
 	}
-	bl, err := ParseBackupLabel(data)
+	bl, err := pgformat.ParseBackupLabel(data)
 	if err != nil {
 		v.problem("%s: %v", LabelFile, err)
 		return
@@ -141,24 +126,23 @@ func (v *Verification) checkLabel(dir string) {
 func (v *Verification) checkWAL(ctx context.Context, dir string) {
 	m := v.Manifest
 	walDir := filepath.Join(dir, WALDir)
-	list, err := os.ReadFile(filepath.Join(dir, WALListFile))
+	listed, err := WALList(dir)
 	if err != nil {
-		v.problem("%s: %v", WALListFile, err)
+		v.problem("%v", err)
 	}
-	listed := strings.Fields(string(list))
 	if m.StopLSN <= m.StartLSN {
 		v.problem("manifest: stop %s is not after start %s", m.StopLSN, m.StartLSN)
 		return
 	}
 	sysID, _ := strconv.ParseUint(m.SystemIdentifier, 10, 64)
-	magic, known := pageMagic[m.ServerVersionNum/10000]
+	major, known := pgformat.LookupMajor(pgformat.MajorOf(m.ServerVersionNum))
 	if !known {
 		v.Notes = append(v.Notes, fmt.Sprintf("page magic of server version %d unknown: not checked", m.ServerVersionNum))
 	}
 	segSize := m.WALSegmentSize
-	first, last := SegmentNo(m.StartLSN, segSize), SegmentNo(m.StopLSN-1, segSize)
+	first, last := pgformat.SegmentNo(m.StartLSN, segSize), pgformat.SegmentNo(m.StopLSN-1, segSize)
 	for n := first; n <= last && ctx.Err() == nil; n++ {
-		name := SegmentFileName(m.Timeline, n, segSize)
+		name := pgformat.SegmentFileName(m.Timeline, n, segSize)
 		if !slices.Contains(listed, name) {
 			v.problem("%s: needed but not in %s", name, WALListFile)
 		}
@@ -168,7 +152,7 @@ func (v *Verification) checkWAL(ctx context.Context, dir string) {
 		if n == last {
 			need = uint64(m.StopLSN-1)%segSize + 1
 		}
-		if err := checkSegment(filepath.Join(walDir, name), n, segSize, need, m.Timeline, sysID, magic, known); err != nil {
+		if err := checkSegment(filepath.Join(walDir, name), n, segSize, need, m.Timeline, sysID, major.PageMagic); err != nil {
 			v.problem("%s: %v", name, err)
 		}
 		v.Segments++
@@ -185,7 +169,7 @@ func (v *Verification) checkWAL(ctx context.Context, dir string) {
 // is zero-filled after the switch record: zero pages may end a segment, but
 // not precede a written page, and not lie within the WAL the backup needs
 // when that ends inside this segment. pg_waldump checks the records.
-func checkSegment(path string, segNo, segSize, need uint64, tli uint32, sysID uint64, magic uint16, checkMagic bool) error {
+func checkSegment(path string, segNo, segSize, need uint64, tli uint32, sysID uint64, magic uint16) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -196,20 +180,19 @@ func checkSegment(path string, segNo, segSize, need uint64, tli uint32, sysID ui
 	} else if uint64(fi.Size()) != segSize {
 		return fmt.Errorf("%d bytes, want %d", fi.Size(), segSize)
 	}
-	if err := segmentCheck(segNo, segSize, sysID)(readUpTo(f, longHeaderSize)); err != nil {
+	if err := pgformat.CheckSegmentHeader(readUpTo(f, pgformat.LongHeaderSize), segNo, segSize, sysID); err != nil {
 		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	le := binary.LittleEndian
-	page, zero := make([]byte, xlogBlockSize), make([]byte, xlogBlockSize)
-	var zeroFrom LSN
-	for off := uint64(0); off < need; off += xlogBlockSize {
+	page, zero := make([]byte, pgformat.XLogBlockSize), make([]byte, pgformat.XLogBlockSize)
+	var zeroFrom pgformat.LSN
+	for off := uint64(0); off < need; off += pgformat.XLogBlockSize {
 		if _, err := io.ReadFull(f, page); err != nil {
 			return fmt.Errorf("page at offset %d: %w", off, err)
 		}
-		addr := LSN(segNo*segSize + off)
+		addr := pgformat.LSN(segNo*segSize + off)
 		if bytes.Equal(page, zero) {
 			if zeroFrom == 0 {
 				zeroFrom = addr
@@ -219,17 +202,8 @@ func checkSegment(path string, segNo, segSize, need uint64, tli uint32, sysID ui
 		if zeroFrom != 0 {
 			return fmt.Errorf("page %s holds WAL after empty pages from %s", addr, zeroFrom)
 		}
-		if checkMagic && le.Uint16(page) != magic {
-			return fmt.Errorf("page %s: magic 0x%04X, want 0x%04X for this server version", addr, le.Uint16(page), magic)
-		}
-		if got := le.Uint32(page[4:]); got == 0 || got > tli {
-			return fmt.Errorf("page %s: timeline %d, backup is on timeline %d", addr, got, tli)
-		}
-		if got := LSN(le.Uint64(page[xlpPageAddr:])); got != addr {
-			return fmt.Errorf("page %s: page address is %s", addr, got)
-		}
-		if off == 0 && le.Uint32(page[36:]) != xlogBlockSize {
-			return fmt.Errorf("WAL block size %d, want %d", le.Uint32(page[36:]), xlogBlockSize)
+		if err := pgformat.CheckPage(page, addr, segSize, tli, magic); err != nil {
+			return err
 		}
 	}
 	if zeroFrom != 0 && need < segSize {
@@ -249,7 +223,7 @@ func readUpTo(r io.Reader, n int) []byte {
 // server major's own pg_waldump, which checks record CRCs and links.
 func (v *Verification) waldump(ctx context.Context, walDir string) {
 	m := v.Manifest
-	major := m.ServerVersionNum / 10000
+	major := pgformat.MajorOf(m.ServerVersionNum)
 	bin := findWaldump(major)
 	if bin == "" {
 		v.Notes = append(v.Notes, fmt.Sprintf("pg_waldump for PostgreSQL %d not found: records were not decoded (install postgresql-client-%d)", major, major))

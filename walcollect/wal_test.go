@@ -7,12 +7,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
-const testSysID = 7300000000000000001
+const (
+	testSysID = 7300000000000000001
+	mb        = 1 << 20
+)
 
 // writeSegment fabricates segment segNo of a cluster with a valid long page
 // header, as PostgreSQL writes it.
@@ -21,12 +26,12 @@ func writeSegment(t *testing.T, dir string, segNo uint64, segSize uint64, sysID 
 	b := make([]byte, segSize)
 	le := binary.LittleEndian
 	le.PutUint16(b[0:], 0xD110)
-	le.PutUint16(b[xlpInfo:], xlpLongHeader)
+	le.PutUint16(b[2:], 0x0002) // xlp_info: XLP_LONG_HEADER
 	le.PutUint32(b[4:], 1)
-	le.PutUint64(b[xlpPageAddr:], segNo*segSize)
-	le.PutUint64(b[xlpSysID:], sysID)
-	le.PutUint32(b[xlpSegSize:], uint32(segSize))
-	name := SegmentFileName(1, segNo, segSize)
+	le.PutUint64(b[8:], segNo*segSize)
+	le.PutUint64(b[24:], sysID)
+	le.PutUint32(b[32:], uint32(segSize))
+	name := pgformat.SegmentFileName(1, segNo, segSize)
 	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +40,7 @@ func writeSegment(t *testing.T, dir string, segNo uint64, segSize uint64, sysID 
 
 func testPlan(t *testing.T) *Plan {
 	t.Helper()
-	bl := &BackupLabel{StartLSN: 0x300028, StartWALFile: "000000010000000000000003", StartTimeline: 1}
+	bl := &pgformat.BackupLabel{StartLSN: 0x300028, StartWALFile: "000000010000000000000003", StartTimeline: 1}
 	p, err := NewPlan(bl, 1, 0x500010, mb, testSysID)
 	if err != nil {
 		t.Fatal(err)
@@ -56,56 +61,26 @@ func pgWAL(t *testing.T) string {
 	return dir
 }
 
-func TestPrepareRefuses(t *testing.T) {
-	base := t.TempDir()
-	file := filepath.Join(base, "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(base, "staging", "taken"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, root, label, want string
-	}{
-		{"missing parent", filepath.Join(base, "no", "such"), "x", "create staging directory"},
-		{"not a directory", file, "x", "not a directory"},
-		{"label taken", filepath.Join(base, "staging"), "taken", "already exists"},
-		{"bad label", filepath.Join(base, "staging"), "../x", "invalid label"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := Prepare(tt.root, tt.label)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Prepare(%s, %s) = %v, %v; want error containing %q", tt.root, tt.label, s, err, tt.want)
-			}
-		})
-	}
-	if _, err := Prepare(filepath.Join(base, "staging"), "taken"); !errors.Is(err, ErrExists) {
-		t.Errorf("existing label: error %v does not wrap ErrExists", err)
-	}
-}
-
 func TestStagePublish(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "staging")
-	s, err := Prepare(root, "nightly")
+	s, err := staged.Prepare(root, "nightly")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WriteFile(LabelFile, []byte(label15)); err != nil {
+	if err := s.WriteFile(staged.LabelFile, []byte("START WAL LOCATION: 0/300028 (file 000000010000000000000003)\n")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StageWAL(context.Background(), DirSource(pgWAL(t)), testPlan(t)); err != nil {
+	if err := Collect(context.Background(), s, DirSource(pgWAL(t)), testPlan(t)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("backup visible before Publish: %v", err)
 	}
-	if err := s.Publish(&Manifest{Label: "nightly", Status: StatusComplete}); err != nil {
+	if err := s.Publish(&staged.Manifest{Label: "nightly", Status: staged.StatusComplete}); err != nil {
 		t.Fatal(err)
 	}
 
-	list, err := os.ReadFile(filepath.Join(root, "nightly", WALListFile))
+	list, err := os.ReadFile(filepath.Join(root, "nightly", staged.WALListFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +89,8 @@ func TestStagePublish(t *testing.T) {
 	if string(list) != wantList {
 		t.Errorf("wal_list = %q, want %q", list, wantList)
 	}
-	var m Manifest
-	data, err := os.ReadFile(filepath.Join(root, "nightly", ManifestFile))
+	var m staged.Manifest
+	data, err := os.ReadFile(filepath.Join(root, "nightly", staged.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,82 +112,14 @@ func TestStagePublish(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0600", f.Path, fi.Mode().Perm())
 		}
 	}
-	for _, d := range []string{root, filepath.Join(root, "nightly"), filepath.Join(root, "nightly", WALDir)} {
+	for _, d := range []string{root, filepath.Join(root, "nightly"), filepath.Join(root, "nightly", staged.WALDir)} {
 		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("%s: %v %v, want mode 0700", d, fi.Mode(), err)
 		}
 	}
 	entries, _ := os.ReadDir(root)
-	if len(entries) != 2 || entries[0].Name() != LockFile || entries[1].Name() != "nightly" {
+	if len(entries) != 2 || entries[0].Name() != staged.LockFile || entries[1].Name() != "nightly" {
 		t.Errorf("staging root holds %v, want only the published backup and the lock", entries)
-	}
-}
-
-// TestPrepareSweeps removes the partial backups of dead runs, and only those.
-func TestPrepareSweeps(t *testing.T) {
-	root := t.TempDir()
-	live, err := Prepare(root, "live")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := filepath.Join(root, ".dead"+partialInfix+"123")
-	keep := []string{live.TempDir(), filepath.Join(root, ".pgfbb-run"), filepath.Join(root, "published")}
-	for _, d := range append(keep, filepath.Join(dead, WALDir)) {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	next, err := Prepare(root, "next")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "removed " + filepath.Base(dead) + " from the staging directory: a partial backup left by a run that died"
-	if got := next.Notes(); !slices.Equal(got, []string{want}) {
-		t.Errorf("Prepare notes %q, want the dead run's directory alone removed", got)
-	}
-	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("dead run's partial backup: %v", err)
-	}
-	for _, d := range append(keep, next.TempDir()) {
-		if _, err := os.Stat(d); err != nil {
-			t.Errorf("swept what it must keep: %v", err)
-		}
-	}
-	// Runs that end cleanly leave nothing for a later sweep.
-	for _, s := range []*Staging{live, next} {
-		if err := s.Discard(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	third, err := Prepare(root, "third")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := third.Notes(); len(got) != 0 {
-		t.Errorf("Prepare after clean discards: %q", got)
-	}
-}
-
-func TestPublishNeverReplaces(t *testing.T) {
-	root := t.TempDir()
-	s, err := Prepare(root, "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A concurrent run took the name after Prepare checked it; an empty
-	// directory is what rename(2) would silently replace.
-	if err := os.Mkdir(filepath.Join(root, "x"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	err = s.Publish(&Manifest{Label: "x", Status: StatusComplete})
-	if !errors.Is(err, ErrExists) {
-		t.Fatalf("Publish over an existing directory = %v, want ErrExists", err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "x", ManifestFile)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("manifest appeared in the other run's directory: %v", err)
-	}
-	if err := s.Discard(); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -243,11 +150,11 @@ func TestStageWALFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := pgWAL(t)
 			tt.damage(t, dir)
-			s, err := Prepare(t.TempDir(), "x")
+			s, err := staged.Prepare(t.TempDir(), "x")
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = s.StageWAL(context.Background(), DirSource(dir), testPlan(t))
+			err = Collect(context.Background(), s, DirSource(dir), testPlan(t))
 			if err == nil {
 				t.Fatal("StageWAL succeeded on damaged WAL")
 			}
@@ -261,7 +168,7 @@ func TestStageWALFaults(t *testing.T) {
 					t.Errorf("%s is reported damaged but listed as staged", f.Path)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(s.dir, WALListFile)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(s.TempDir(), staged.WALListFile)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("wal_list written for an incomplete WAL set")
 			}
 		})
@@ -271,23 +178,23 @@ func TestStageWALFaults(t *testing.T) {
 func TestStageWALOptionalBackupHistory(t *testing.T) {
 	dir := pgWAL(t)
 	os.Remove(filepath.Join(dir, "000000010000000000000003.00000028.backup"))
-	s, err := Prepare(t.TempDir(), "x")
+	s, err := staged.Prepare(t.TempDir(), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StageWAL(context.Background(), DirSource(dir), testPlan(t)); err != nil {
+	if err := Collect(context.Background(), s, DirSource(dir), testPlan(t)); err != nil {
 		t.Fatalf("a missing *.backup file must not fail staging: %v", err)
 	}
 }
 
 func TestStageWALCancelled(t *testing.T) {
-	s, err := Prepare(t.TempDir(), "x")
+	s, err := staged.Prepare(t.TempDir(), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.StageWAL(ctx, DirSource(pgWAL(t)), testPlan(t)); !errors.Is(err, context.Canceled) {
+	if err := Collect(ctx, s, DirSource(pgWAL(t)), testPlan(t)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("StageWAL with a cancelled context = %v", err)
 	}
 }
@@ -296,22 +203,22 @@ func TestStageWALCancelled(t *testing.T) {
 // with zeros after what the standby received.
 func TestStageWALZeroFrom(t *testing.T) {
 	dir := pgWAL(t)
-	last := filepath.Join(dir, SegmentFileName(1, 5, mb))
+	last := filepath.Join(dir, pgformat.SegmentFileName(1, 5, mb))
 	data, _ := os.ReadFile(last)
 	for i := 100; i < len(data); i++ {
 		data[i] = 0xAB // what a recycled segment still holds
 	}
 	os.WriteFile(last, data, 0o600)
 	p := testPlan(t)
-	p.ZeroFrom = LSN(5*mb + 0x2000)
-	s, err := Prepare(t.TempDir(), "x")
+	p.ZeroFrom = pgformat.LSN(5*mb + 0x2000)
+	s, err := staged.Prepare(t.TempDir(), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StageWAL(context.Background(), DirSource(dir), p); err != nil {
+	if err := Collect(context.Background(), s, DirSource(dir), p); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(filepath.Join(s.TempDir(), WALDir, SegmentFileName(1, 5, mb)))
+	got, err := os.ReadFile(filepath.Join(s.TempDir(), staged.WALDir, pgformat.SegmentFileName(1, 5, mb)))
 	if err != nil || len(got) != mb {
 		t.Fatalf("staged segment: %d bytes, %v", len(got), err)
 	}
@@ -322,7 +229,7 @@ func TestStageWALZeroFrom(t *testing.T) {
 		t.Error("bytes after ZeroFrom are not zero")
 	}
 	// Earlier segments are staged whole.
-	if prev, _ := os.ReadFile(filepath.Join(s.TempDir(), WALDir, SegmentFileName(1, 4, mb))); len(prev) != mb {
+	if prev, _ := os.ReadFile(filepath.Join(s.TempDir(), staged.WALDir, pgformat.SegmentFileName(1, 4, mb))); len(prev) != mb {
 		t.Errorf("segment 4: %d bytes", len(prev))
 	}
 }

@@ -1,4 +1,4 @@
-package walcollect
+package staged
 
 import (
 	"bytes"
@@ -11,43 +11,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// Names inside a staged backup directory.
-const (
-	LabelFile    = "backup_label"
-	MapFile      = "tablespace_map"
-	WALDir       = "wal"
-	WALListFile  = "wal_list"
-	ManifestFile = "manifest.json"
-)
-
-var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
-
-// ValidateLabel checks that label can name a staged backup directory and a
-// backup: no path separators, no leading dot, nothing a shell or a
-// backup_label line could misread.
-func ValidateLabel(label string) error {
-	if !labelRE.MatchString(label) {
-		return fmt.Errorf("invalid label %q: want 1 to 100 of [A-Za-z0-9._-], starting with a letter or digit", label)
-	}
-	return nil
-}
-
 // ErrExists is returned by Prepare when a backup with the label is already staged.
 var ErrExists = errors.New("already exists")
-
-// File is one staged file, as recorded in the manifest.
-type File struct {
-	Path   string `json:"path"` // relative to the backup directory, "/"-separated
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
 
 // Staging is a backup being assembled under a temporary name inside the
 // staging directory. Nothing under the final name exists until Publish, so a
@@ -95,15 +66,11 @@ func Prepare(root, label string) (*Staging, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("staged backup %s: %w", final, err)
 	}
-	guard, err := os.OpenFile(filepath.Join(root, LockFile), os.O_RDONLY|os.O_CREATE, 0o600)
+	guard, err := lockStaging(root)
 	if err != nil {
-		return nil, fmt.Errorf("staging directory not writable: %w", err)
+		return nil, err
 	}
 	defer guard.Close()
-	// Held for a directory listing and a few unlinks at most.
-	if err := unix.Flock(int(guard.Fd()), unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("lock staging directory: %w", err)
-	}
 	notes := sweep(root)
 	dir, err := os.MkdirTemp(root, "."+label+partialInfix)
 	if err != nil {
@@ -114,6 +81,31 @@ func Prepare(root, label string) (*Staging, error) {
 		return nil, errors.Join(err, os.Remove(dir))
 	}
 	return &Staging{root: root, label: label, dir: dir, lock: lock, notes: notes}, nil
+}
+
+// lockStaging takes LockFile in root. It is held for a directory listing
+// and a few unlinks at most.
+func lockStaging(root string) (*os.File, error) {
+	guard, err := os.OpenFile(filepath.Join(root, LockFile), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("staging directory not writable: %w", err)
+	}
+	if err := unix.Flock(int(guard.Fd()), unix.LOCK_EX); err != nil {
+		guard.Close()
+		return nil, fmt.Errorf("lock staging directory: %w", err)
+	}
+	return guard, nil
+}
+
+// Sweep removes the partial backups in the staging directory root that no
+// live run holds, and says what it removed or could not remove.
+func Sweep(root string) []string {
+	guard, err := lockStaging(root)
+	if err != nil {
+		return []string{fmt.Sprintf("could not look for partial backups of dead runs: %v", err)}
+	}
+	defer guard.Close()
+	return sweep(root)
 }
 
 // lockDir opens dir and flocks it (add LOCK_NB to fail rather than wait).
@@ -174,15 +166,15 @@ func (s *Staging) Files() []File { return slices.Clone(s.files) }
 
 // WriteFile stages a small file from memory.
 func (s *Staging) WriteFile(name string, data []byte) error {
-	_, err := s.put(context.Background(), name, bytes.NewReader(data), nil, -1)
+	_, err := s.Put(context.Background(), name, bytes.NewReader(data), -1, nil)
 	return err
 }
 
-// put streams r into the staged file name (relative, "/"-separated), hashing
+// Put streams r into the staged file name (relative, "/"-separated), hashing
 // it, calling check on the first bytes read and, unless wantSize is negative,
 // insisting on that size; then it makes the file durable. A partial or wrong
 // file is removed.
-func (s *Staging) put(ctx context.Context, name string, r io.Reader, check func(first []byte) error, wantSize int64) (_ File, err error) {
+func (s *Staging) Put(ctx context.Context, name string, r io.Reader, wantSize int64, check func(first []byte) error) (_ File, err error) {
 	path := filepath.Join(s.dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return File{}, fmt.Errorf("stage %s: %w", name, err)
@@ -242,14 +234,14 @@ func (s *Staging) put(ctx context.Context, name string, r io.Reader, check func(
 // Publish writes the manifest, makes every directory durable and renames the
 // temporary directory to its label. It never replaces an existing backup.
 func (s *Staging) Publish(m *Manifest) error {
-	m.Files = s.Files()
+	m.FormatVersion, m.Files = FormatVersion, s.Files()
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
 	// The manifest is written last and is not in its own file list: its
 	// presence under the final name means every other file is complete.
-	if _, err := s.put(context.Background(), ManifestFile, bytes.NewReader(append(data, '\n')), nil, -1); err != nil {
+	if _, err := s.Put(context.Background(), ManifestFile, bytes.NewReader(append(data, '\n')), -1, nil); err != nil {
 		return err
 	}
 	for _, d := range []string{filepath.Join(s.dir, WALDir), s.dir} {

@@ -1,0 +1,108 @@
+package staged
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPrepareRefuses(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(base, "staging", "taken"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, root, label, want string
+	}{
+		{"missing parent", filepath.Join(base, "no", "such"), "x", "create staging directory"},
+		{"not a directory", file, "x", "not a directory"},
+		{"label taken", filepath.Join(base, "staging"), "taken", "already exists"},
+		{"bad label", filepath.Join(base, "staging"), "../x", "invalid label"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Prepare(tt.root, tt.label)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Prepare(%s, %s) = %v, %v; want error containing %q", tt.root, tt.label, s, err, tt.want)
+			}
+		})
+	}
+	if _, err := Prepare(filepath.Join(base, "staging"), "taken"); !errors.Is(err, ErrExists) {
+		t.Errorf("existing label: error %v does not wrap ErrExists", err)
+	}
+}
+
+// TestPrepareSweeps removes the partial backups of dead runs, and only those.
+func TestPrepareSweeps(t *testing.T) {
+	root := t.TempDir()
+	live, err := Prepare(root, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(root, ".dead"+partialInfix+"123")
+	keep := []string{live.TempDir(), filepath.Join(root, ".pgfbb-run"), filepath.Join(root, "published")}
+	for _, d := range append(keep, filepath.Join(dead, WALDir)) {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, err := Prepare(root, "next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "removed " + filepath.Base(dead) + " from the staging directory: a partial backup left by a run that died"
+	if got := next.Notes(); !slices.Equal(got, []string{want}) {
+		t.Errorf("Prepare notes %q, want the dead run's directory alone removed", got)
+	}
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead run's partial backup: %v", err)
+	}
+	for _, d := range append(keep, next.TempDir()) {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("swept what it must keep: %v", err)
+		}
+	}
+	// Runs that end cleanly leave nothing for a later sweep.
+	for _, s := range []*Staging{live, next} {
+		if err := s.Discard(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third, err := Prepare(root, "third")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := third.Notes(); len(got) != 0 {
+		t.Errorf("Prepare after clean discards: %q", got)
+	}
+}
+
+func TestPublishNeverReplaces(t *testing.T) {
+	root := t.TempDir()
+	s, err := Prepare(root, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A concurrent run took the name after Prepare checked it; an empty
+	// directory is what rename(2) would silently replace.
+	if err := os.Mkdir(filepath.Join(root, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Publish(&Manifest{Label: "x", Status: StatusComplete})
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("Publish over an existing directory = %v, want ErrExists", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "x", ManifestFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("manifest appeared in the other run's directory: %v", err)
+	}
+	if err := s.Discard(); err != nil {
+		t.Fatal(err)
+	}
+}
