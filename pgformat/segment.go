@@ -3,6 +3,7 @@ package pgformat
 import (
 	"fmt"
 	"math/bits"
+	"strings"
 )
 
 // Segment sizes PostgreSQL accepts for initdb --wal-segsize (in bytes):
@@ -60,4 +61,35 @@ func HistoryFileName(tli uint32) string { return fmt.Sprintf("%08X.history", tli
 func BackupHistoryFileName(tli uint32, start LSN, segSize uint64) string {
 	return fmt.Sprintf("%s.%08X.backup",
 		SegmentFileName(tli, SegmentNo(start, segSize), segSize), uint64(start)%segSize)
+}
+
+// IsSegmentName reports whether name is a WAL segment's file name: 24
+// upper-case hex digits (IsXLogFileName in xlog_internal.h).
+func IsSegmentName(name string) bool { return len(name) == 24 && upperHex(name) }
+
+// IsHistoryName reports whether name is a timeline history file's name.
+func IsHistoryName(name string) bool {
+	id, ok := strings.CutSuffix(name, ".history")
+	return ok && len(id) == 8 && upperHex(id)
+}
+
+// IsBackupHistoryName reports whether name is a backup history file's name.
+func IsBackupHistoryName(name string) bool {
+	rest, ok := strings.CutSuffix(name, ".backup")
+	seg, off, dot := strings.Cut(rest, ".")
+	return ok && dot && IsSegmentName(seg) && len(off) == 8 && upperHex(off)
+}
+
+// IsWALFileName reports whether name is any file a backup's WAL consists of.
+func IsWALFileName(name string) bool {
+	return IsSegmentName(name) || IsHistoryName(name) || IsBackupHistoryName(name)
+}
+
+func upperHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9') && !('A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }

@@ -192,3 +192,32 @@ func TestSegmentBoundariesAllSizes(t *testing.T) {
 		}
 	}
 }
+
+func TestWALFileNames(t *testing.T) {
+	tests := []struct {
+		name                      string
+		segment, history, backups bool
+	}{
+		{"000000010000000000000003", true, false, false},
+		{"00000002.history", false, true, false},
+		{"000000010000000000000003.00000028.backup", false, false, true},
+		{"00000001000000000000000a", false, false, false}, // PostgreSQL writes upper case
+		{"00000001000000000000003", false, false, false},
+		{"0000000100000000000000033", false, false, false},
+		{"../../../../tmp/x", false, false, false},
+		{"000000010000000000000003/../x", false, false, false},
+		{"0000002.history", false, false, false},
+		{"00000002.history.x", false, false, false},
+		{"000000010000000000000003.0000028.backup", false, false, false},
+		{"000000010000000000000003..backup", false, false, false},
+		{"", false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if IsSegmentName(tt.name) != tt.segment || IsHistoryName(tt.name) != tt.history || IsBackupHistoryName(tt.name) != tt.backups ||
+				IsWALFileName(tt.name) != (tt.segment || tt.history || tt.backups) {
+				t.Errorf("%q: segment %v history %v backup %v", tt.name, IsSegmentName(tt.name), IsHistoryName(tt.name), IsBackupHistoryName(tt.name))
+			}
+		})
+	}
+}

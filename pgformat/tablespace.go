@@ -2,6 +2,7 @@ package pgformat
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -15,7 +16,8 @@ type Tablespace struct {
 }
 
 // ParseTablespaceMap parses a tablespace_map file: one "OID LOCATION" line
-// per tablespace, as pg_backup_stop returns it.
+// per tablespace, as pg_backup_stop returns it. Locations must be clean
+// absolute paths, as CREATE TABLESPACE makes them.
 func ParseTablespaceMap(data []byte) ([]Tablespace, error) {
 	text := strings.TrimSuffix(string(data), "\n")
 	if text == "" {
@@ -30,6 +32,9 @@ func ParseTablespaceMap(data []byte) ([]Tablespace, error) {
 		n, err := strconv.ParseUint(oid, 10, 32)
 		if err != nil {
 			return nil, fmt.Errorf("tablespace_map line %d: OID %q: %w", i+1, oid, err)
+		}
+		if !filepath.IsAbs(loc) || filepath.Clean(loc) != loc {
+			return nil, fmt.Errorf("tablespace_map line %d: location %q is not a clean absolute path", i+1, loc)
 		}
 		out = append(out, Tablespace{OID: uint32(n), Location: loc})
 	}

@@ -20,6 +20,9 @@ func TestParseTablespaceMap(t *testing.T) {
 		{in: "99999999999 /a\n", wantErr: true},
 		{in: "16400\n", wantErr: true},
 		{in: "16400 /a\n\n", wantErr: true},
+		{in: "16400 relative\n", wantErr: true},
+		{in: "16400 /a/../../etc\n", wantErr: true},
+		{in: "16400 \n", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
