@@ -17,12 +17,18 @@ func verifyCommand(command []string) *cli.Command {
 			"and every WAL segment from the start to the stop LSN: present, full size, and every page header\n" +
 			"(magic of the server version, timeline, page address, system identifier). Then decodes the records\n" +
 			"with pg_waldump of the server's major when one is installed.\n\n" +
-			"Exit 0 when the backup is usable, 1 when it is not (each problem is listed), 2 on usage errors.",
+			"Reads nothing outside STAGED_DIR, follows no link and opens only regular files of the sizes the manifest allows.\n\n" +
+			"Exit 0 when the backup is usable, 1 when it is not (each problem is listed), 2 on usage errors,\n" +
+			"130/143 when interrupted.",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 || len(command) > 0 {
 				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
 			}
-			v := staged.Verify(c.Context, c.Args().First())
+			v, err := staged.Verify(c.Context, c.Args().First())
+			if err != nil {
+				// Interrupted: what was checked so far proves nothing.
+				return report(c.App.ErrWriter, err)
+			}
 			for _, n := range v.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
 			}

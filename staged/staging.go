@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,7 +43,8 @@ const partialInfix = ".partial-"
 // partial backups. It stays: removing a lock file races with its next user.
 const LockFile = ".pgfbb-staging.lock"
 
-// Prepare makes sure root exists (creating it, but not its parents) and that
+// Prepare makes sure root exists (creating it, but not its parents), that
+// no one but this user can change it (beneath.CheckPrivate) and that
 // label is free there, and creates the run's temporary directory, which
 // proves root is writable before any database work begins.
 func Prepare(root, label string) (*Staging, error) {
@@ -59,6 +61,9 @@ func Prepare(root, label string) (*Staging, error) {
 		return nil, fmt.Errorf("staging directory: %w", err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("staging directory %s: not a directory", root)
+	}
+	if err := beneath.CheckPrivate(root); err != nil {
+		return nil, fmt.Errorf("staging directory: %w", err)
 	}
 	final := filepath.Join(root, label)
 	if _, err := os.Lstat(final); err == nil {
@@ -86,7 +91,7 @@ func Prepare(root, label string) (*Staging, error) {
 // lockStaging takes LockFile in root. It is held for a directory listing
 // and a few unlinks at most.
 func lockStaging(root string) (*os.File, error) {
-	guard, err := os.OpenFile(filepath.Join(root, LockFile), os.O_RDONLY|os.O_CREATE, 0o600)
+	guard, err := os.OpenFile(filepath.Join(root, LockFile), os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("staging directory not writable: %w", err)
 	}
@@ -100,6 +105,9 @@ func lockStaging(root string) (*os.File, error) {
 // Sweep removes the partial backups in the staging directory root that no
 // live run holds, and says what it removed or could not remove.
 func Sweep(root string) []string {
+	if err := beneath.CheckPrivate(root); err != nil {
+		return []string{fmt.Sprintf("could not look for partial backups of dead runs: %v", err)}
+	}
 	guard, err := lockStaging(root)
 	if err != nil {
 		return []string{fmt.Sprintf("could not look for partial backups of dead runs: %v", err)}
@@ -179,7 +187,7 @@ func (s *Staging) Put(ctx context.Context, name string, r io.Reader, wantSize in
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return File{}, fmt.Errorf("stage %s: %w", name, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return File{}, fmt.Errorf("stage %s: %w", name, err)
 	}

@@ -3,14 +3,12 @@ package staged
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,77 +32,88 @@ func (v *Verification) problem(format string, args ...any) {
 // manifest, every file's size and SHA-256, backup_label against the
 // manifest, and for staged WAL every segment from the start LSN's to the stop
 // LSN's, page by page, and then pg_waldump over the range when one for the
-// server's major is installed.
-func Verify(ctx context.Context, dir string) *Verification {
+// server's major is installed. The error is not nil only when ctx ended the
+// check: the Verification is then incomplete and must not be trusted.
+func Verify(ctx context.Context, dir string) (*Verification, error) {
 	v := &Verification{}
-	m, err := ReadManifest(dir)
+	b, err := Open(dir)
 	if err != nil {
 		v.problem("%v", err)
-		return v
+		return v, nil
 	}
+	defer b.Close()
+	return v, b.verify(ctx, v)
+}
+
+// Verify is Verify of an open backup.
+func (b *Backup) Verify(ctx context.Context) (*Verification, error) {
+	v := &Verification{}
+	return v, b.verify(ctx, v)
+}
+
+func (b *Backup) verify(ctx context.Context, v *Verification) error {
+	m := b.Manifest
 	v.Manifest = m
 	if m.Status != StatusComplete {
 		v.problem("manifest: status %q, want %q", m.Status, StatusComplete)
 	}
-	if err := pgformat.ValidateSegmentSize(m.WALSegmentSize); err != nil {
-		v.problem("manifest: %v", err)
-		return v
+	if err := v.checkFiles(ctx, b); err != nil {
+		return err
 	}
-	v.checkFiles(ctx, dir)
-	v.checkLabel(dir)
+	v.checkLabel(ctx, b)
 	if m.WALMode == WALCopy {
-		v.checkWAL(ctx, dir)
+		if err := v.checkWAL(ctx, b); err != nil {
+			return err
+		}
 	} else {
 		v.Notes = append(v.Notes, fmt.Sprintf("no WAL staged (wal_mode %s): a restore needs %s..%s from the WAL archive", m.WALMode, m.StartWAL, m.StopWAL))
 	}
-	return v
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
-func (v *Verification) checkFiles(ctx context.Context, dir string) {
-	listed := map[string]bool{ManifestFile: true}
+// checkFiles hashes every file the manifest lists, and lists what the
+// directory holds beyond them.
+func (v *Verification) checkFiles(ctx context.Context, b *Backup) error {
 	for _, f := range v.Manifest.Files {
-		listed[f.Path] = true
+		err := b.CopyTo(ctx, io.Discard, f.Path)
 		if ctx.Err() != nil {
-			return
+			return context.Cause(ctx)
 		}
-		size, sum, err := hashFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
-		switch {
-		case err != nil:
-			v.problem("%s: %v", f.Path, err)
-		case size != f.Size:
-			v.problem("%s: %d bytes, manifest says %d", f.Path, size, f.Size)
-		case sum != f.SHA256:
-			v.problem("%s: SHA-256 %s, manifest says %s", f.Path, sum, f.SHA256)
+		if err != nil {
+			v.problem("%v", err)
 		}
 	}
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	for _, dir := range []string{".", WALDir} {
+		entries, err := b.dir.ReadDir(dir)
+		if err != nil {
+			if dir == WALDir && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			v.problem("%v", err)
+			continue
 		}
-		rel, _ := filepath.Rel(dir, path)
-		if !listed[filepath.ToSlash(rel)] {
-			v.problem("%s: not in the manifest", filepath.ToSlash(rel))
+		for _, e := range entries {
+			name := path.Join(dir, e.Name())
+			switch {
+			case name == ManifestFile || (name == WALDir && e.IsDir()):
+			case !e.Type().IsRegular():
+				v.problem("%s: %s, not a file of a staged backup", name, e.Type())
+			case b.files[name] == (File{}):
+				v.problem("%s: not in the manifest", name)
+			}
 		}
-		return nil
-	})
-}
-
-func hashFile(path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return n, hex.EncodeToString(h.Sum(nil)), err
+	return nil
 }
 
-func (v *Verification) checkLabel(dir string) {
+func (v *Verification) checkLabel(ctx context.Context, b *Backup) {
 	m := v.Manifest
-	data, err := os.ReadFile(filepath.Join(dir, LabelFile))
+	data, err := b.ReadFile(ctx, LabelFile)
 	if err != nil {
-		v.problem("%s: %v", LabelFile, err)
+		v.problem("%v", err)
 		return
 	}
 	bl, err := pgformat.ParseBackupLabel(data)
@@ -123,25 +132,23 @@ func (v *Verification) checkLabel(dir string) {
 	}
 }
 
-func (v *Verification) checkWAL(ctx context.Context, dir string) {
+func (v *Verification) checkWAL(ctx context.Context, b *Backup) error {
 	m := v.Manifest
-	walDir := filepath.Join(dir, WALDir)
-	listed, err := WALList(dir)
+	listed, err := b.WALList(ctx)
 	if err != nil {
 		v.problem("%v", err)
 	}
-	if m.StopLSN <= m.StartLSN {
-		v.problem("manifest: stop %s is not after start %s", m.StopLSN, m.StartLSN)
-		return
+	sysID, err := strconv.ParseUint(m.SystemIdentifier, 10, 64)
+	if err != nil {
+		v.problem("manifest: system_identifier %q: %v", m.SystemIdentifier, err)
 	}
-	sysID, _ := strconv.ParseUint(m.SystemIdentifier, 10, 64)
 	major, known := pgformat.LookupMajor(pgformat.MajorOf(m.ServerVersionNum))
 	if !known {
 		v.Notes = append(v.Notes, fmt.Sprintf("page magic of server version %d unknown: not checked", m.ServerVersionNum))
 	}
 	segSize := m.WALSegmentSize
 	first, last := pgformat.SegmentNo(m.StartLSN, segSize), pgformat.SegmentNo(m.StopLSN-1, segSize)
-	for n := first; n <= last && ctx.Err() == nil; n++ {
+	for n := first; n <= last; n++ {
 		name := pgformat.SegmentFileName(m.Timeline, n, segSize)
 		if !slices.Contains(listed, name) {
 			v.problem("%s: needed but not in %s", name, WALListFile)
@@ -152,16 +159,21 @@ func (v *Verification) checkWAL(ctx context.Context, dir string) {
 		if n == last {
 			need = uint64(m.StopLSN-1)%segSize + 1
 		}
-		if err := checkSegment(filepath.Join(walDir, name), n, segSize, need, m.Timeline, sysID, major.PageMagic); err != nil {
+		err := b.checkSegment(ctx, WALDir+"/"+name, n, segSize, need, m.Timeline, sysID, major.PageMagic)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err != nil {
 			v.problem("%s: %v", name, err)
 		}
 		v.Segments++
 	}
 	if len(v.Problems) > 0 {
 		v.Notes = append(v.Notes, "pg_waldump not run: the segments are already known to be damaged")
-		return
+		return nil
 	}
-	v.waldump(ctx, walDir)
+	v.waldump(ctx, b.dir.Join(WALDir))
+	return nil
 }
 
 // checkSegment checks the size of a segment and the header of every page
@@ -169,16 +181,14 @@ func (v *Verification) checkWAL(ctx context.Context, dir string) {
 // is zero-filled after the switch record: zero pages may end a segment, but
 // not precede a written page, and not lie within the WAL the backup needs
 // when that ends inside this segment. pg_waldump checks the records.
-func checkSegment(path string, segNo, segSize, need uint64, tli uint32, sysID uint64, magic uint16) error {
-	f, err := os.Open(path)
+func (b *Backup) checkSegment(ctx context.Context, name string, segNo, segSize, need uint64, tli uint32, sysID uint64, magic uint16) error {
+	f, _, err := b.open(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return err
-	} else if uint64(fi.Size()) != segSize {
-		return fmt.Errorf("%d bytes, want %d", fi.Size(), segSize)
+	if b.files[name].Size != int64(segSize) {
+		return fmt.Errorf("%d bytes, want %d", b.files[name].Size, segSize)
 	}
 	if err := pgformat.CheckSegmentHeader(readUpTo(f, pgformat.LongHeaderSize), segNo, segSize, sysID); err != nil {
 		return err
@@ -189,6 +199,9 @@ func checkSegment(path string, segNo, segSize, need uint64, tli uint32, sysID ui
 	page, zero := make([]byte, pgformat.XLogBlockSize), make([]byte, pgformat.XLogBlockSize)
 	var zeroFrom pgformat.LSN
 	for off := uint64(0); off < need; off += pgformat.XLogBlockSize {
+		if off%(1<<20) == 0 && ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		if _, err := io.ReadFull(f, page); err != nil {
 			return fmt.Errorf("page at offset %d: %w", off, err)
 		}
