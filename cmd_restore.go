@@ -21,8 +21,10 @@ func restoreCommand(command []string) *cli.Command {
 			"tablespace_map, removes postmaster.pid and postmaster.opts, empties pg_wal (keeping archive_status)\n" +
 			"and copies the staged WAL in, and writes recovery.conf (10, 11) or recovery.signal plus\n" +
 			"postgresql.auto.conf settings (12+). Start the server afterwards; it recovers and promotes.\n\n" +
-			"Refuses (exit 3) a target with a running postmaster, of another major, of another cluster or\n" +
-			"already holding a backup_label (the last two unless --force). Exit 0 done, 1 failed, 2 usage.",
+			"Refuses (exit 3), before changing anything, a target with a running postmaster (however it is reached),\n" +
+			"of another major, of another cluster or already holding a backup_label, a --wal-dir holding other files\n" +
+			"(these three unless --force), links PostgreSQL never makes, a staged backup that does not verify, and a\n" +
+			"--target before the backup's end. Exit 0 done, 1 failed, 2 usage, 130/143 interrupted.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "staged", Usage: "the staged backup `DIR` (STAGING/LABEL)"},
 			&cli.StringFlag{Name: "pgdata", Usage: "the data `DIR` recovered from the snapshot"},
@@ -30,7 +32,7 @@ func restoreCommand(command []string) *cli.Command {
 			&cli.StringSliceFlag{Name: "tablespace-mapping", Usage: "relocate the tablespace at OLD to NEW (`OLD=NEW`, both absolute; repeatable)"},
 			&cli.StringFlag{Name: "target", Value: "immediate", Usage: "stop recovery at: immediate (end of backup), latest, a `TIME` or an LSN"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` for WAL from an archive (needed past the staged WAL)"},
-			&cli.BoolFlag{Name: "force", Usage: "restore into a target of another cluster or with a backup_label"},
+			&cli.BoolFlag{Name: "force", Usage: "restore into a target of another cluster or with a backup_label, or with a --wal-dir holding other files"},
 			&cli.BoolFlag{Name: "rehearse", Usage: "restore into a throwaway copy, start a private server, wait for consistency, query, remove"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "with --rehearse: the server's program `DIR` (default /usr/lib/postgresql/MAJOR/bin)"},
 			&cli.StringFlag{Name: "scratch", Usage: "with --rehearse: put the copy in `DIR`; on the target's file system the copy is a reflink"},
@@ -49,7 +51,7 @@ func restoreCommand(command []string) *cli.Command {
 			if o.Staged == "" || o.PGData == "" || c.NArg() > 0 || len(command) > 0 {
 				return report(c.App.ErrWriter, backup.UsageError(errors.New("restore takes --staged DIR and --pgdata DIR and no arguments")))
 			}
-			if err := restore.ValidateTarget(o.Target); err != nil {
+			if err := o.Validate(); err != nil {
 				return report(c.App.ErrWriter, backup.UsageError(err))
 			}
 			if c.Bool("rehearse") {

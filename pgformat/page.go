@@ -74,3 +74,12 @@ func CheckPage(page []byte, addr LSN, segSize uint64, tli uint32, magic uint16) 
 	}
 	return nil
 }
+
+// HeaderSystemID returns the system identifier in the long header that
+// starts a segment; ok is false when b does not start with one.
+func HeaderSystemID(b []byte) (id uint64, ok bool) {
+	if len(b) < LongHeaderSize || binary.LittleEndian.Uint16(b[xlpInfo:])&xlpLongHeader == 0 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b[xlpSysID:]), true
+}

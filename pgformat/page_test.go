@@ -94,3 +94,15 @@ func TestLookupMajor(t *testing.T) {
 		t.Errorf("MajorOf(150004) = %d", got)
 	}
 }
+
+func TestHeaderSystemID(t *testing.T) {
+	if id, ok := HeaderSystemID(page(3*mb, mb, 1, 42)); !ok || id != 42 {
+		t.Errorf("long header: %d, %v", id, ok)
+	}
+	if _, ok := HeaderSystemID(page(3*mb+XLogBlockSize, mb, 1, 42)); ok {
+		t.Error("a short header has no system identifier")
+	}
+	if _, ok := HeaderSystemID(make([]byte, 10)); ok {
+		t.Error("10 bytes have no system identifier")
+	}
+}

@@ -44,8 +44,14 @@ type RehearseOptions struct {
 func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	// The copy is of the data directory alone: a server started on it would
 	// use the original tablespaces and, through a pg_wal link, WAL directory.
+	b, err := staged.Open(o.Staged)
+	if err != nil {
+		return nil, fmt.Errorf("%w: staged backup %s is not usable (pgfbb-wrap verify lists why): %w", ErrRefused, o.Staged, err)
+	}
+	hasMap := b.HasTablespaceMap()
+	b.Close()
 	wal, walErr := os.Lstat(filepath.Join(o.PGData, "pg_wal"))
-	if staged.HasTablespaceMap(o.Staged) || (walErr == nil && wal.Mode()&os.ModeSymlink != 0) || o.WALDir != "" {
+	if hasMap || (walErr == nil && wal.Mode()&os.ModeSymlink != 0) || o.WALDir != "" {
 		return nil, fmt.Errorf("%w: a rehearsal copies the data directory only, and this backup has tablespaces or pg_wal on "+
 			"another volume: restore it for real into snapshots of every volume instead", ErrRefused)
 	}
@@ -81,7 +87,7 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	if err := os.Mkdir(sock, 0o700); err != nil {
 		return nil, err
 	}
-	if err := chown(sock, owner); err != nil {
+	if err := giveTo(sock, owner); err != nil {
 		return nil, err
 	}
 	ro := o.Options
@@ -93,7 +99,10 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	// Only the rehearsal reaches this server, through a socket in a
 	// directory no one else can enter.
 	hba := filepath.Join(scratch, "pg_hba.conf")
-	if err := writeOwned(hba, "local all all trust\n", os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
+	if err := os.WriteFile(hba, []byte("local all all trust\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := giveTo(hba, owner); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
@@ -187,4 +196,12 @@ func ownerName(owner *syscall.Stat_t) string {
 		return u.Username
 	}
 	return "postgres"
+}
+
+// giveTo gives a file of the rehearsal's own directory to the server's user.
+func giveTo(path string, owner *syscall.Stat_t) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return os.Chown(path, int(owner.Uid), int(owner.Gid))
 }

@@ -1,6 +1,14 @@
 // Package restore turns a data directory recovered from a snapshot into one
 // that PostgreSQL recovers to a consistent state, using the staged label,
 // tablespace map and WAL of the same backup.
+//
+// Neither the target nor the staged backup is trusted: the target was
+// written by the database's OS user, the staged backup by whoever can
+// write the staging area. Every check runs before anything is written, so
+// a refused restore leaves the target as it was; files in the target are
+// opened beneath it without following links (pg_wal is replaced only by a
+// link to the --wal-dir the user named); names and sizes read from the
+// backup are validated before use.
 package restore
 
 import (
@@ -8,14 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/staged"
 )
@@ -27,7 +37,8 @@ type Options struct {
 	// WALDir receives the WAL when the target's pg_wal is a link to
 	// another volume: the link still points at the original cluster's WAL
 	// directory, which a restore must never empty, so WALDir is then
-	// required and pg_wal is linked to it.
+	// required and pg_wal is linked to it. It must be empty or hold WAL
+	// of the same cluster.
 	WALDir string
 	// TablespaceMapping relocates tablespaces: a tablespace_map location
 	// OLD becomes NEW, like pg_basebackup --tablespace-mapping OLD=NEW.
@@ -40,18 +51,34 @@ type Options struct {
 	// the staged WAL or when none was staged.
 	RestoreCommand string
 	// Force accepts a target whose system identifier differs from the
-	// backup's or that already holds a backup_label.
+	// backup's or that already holds a backup_label, and a --wal-dir that
+	// holds other files.
 	Force bool
 }
 
 // ErrRefused marks a restore refused before anything in the target changed.
 var ErrRefused = errors.New("restore refused")
 
-// ValidateTarget checks a --target value.
-func ValidateTarget(target string) error {
-	_, err := recoveryTarget(target)
-	return err
+// Validate checks the options' own values, before any file is read.
+func (o Options) Validate() error {
+	if _, err := recoveryTarget(o.Target); err != nil {
+		return err
+	}
+	if i := strings.IndexFunc(o.RestoreCommand, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("--restore-command holds the control character %q: it would break the recovery configuration", o.RestoreCommand[i])
+	}
+	for _, m := range o.TablespaceMapping {
+		for _, p := range m {
+			if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+				return fmt.Errorf("--tablespace-mapping %s=%s: want clean absolute paths", m[0], m[1])
+			}
+		}
+	}
+	return nil
 }
+
+// timeLayouts are the recovery_target_time forms accepted.
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"}
 
 // recoveryTarget renders Target as recovery settings.
 func recoveryTarget(target string) ([]string, error) {
@@ -64,182 +91,271 @@ func recoveryTarget(target string) ([]string, error) {
 	if _, err := pgformat.ParseLSN(target); err == nil {
 		return []string{"recovery_target_lsn = '" + target + "'"}, nil
 	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"} {
+	for _, layout := range timeLayouts {
 		if _, err := time.Parse(layout, target); err == nil {
 			return []string{"recovery_target_time = '" + target + "'"}, nil
 		}
 	}
-	return nil, fmt.Errorf("--target %q: want immediate, latest, an LSN (0/3000028) or a time (2026-11-25 08:00:00+00)", target)
+	return nil, fmt.Errorf("--target %q: want immediate, latest, an LSN (0/3000028) or a time (2026-11-25 08:00:00+00:00)", target)
+}
+
+// checkTargetAfterEnd refuses a target before the backup's end, where
+// recovery would fail late: it cannot stop before it is consistent.
+func checkTargetAfterEnd(target string, m *staged.Manifest) error {
+	if lsn, err := pgformat.ParseLSN(target); err == nil && lsn < m.StopLSN {
+		return fmt.Errorf("--target %s is before the end of backup %s (%s): recovery cannot stop before it is consistent", target, m.Label, m.StopLSN)
+	}
+	// A time without a zone is the server's local time, unknown here.
+	for _, layout := range timeLayouts[:3] {
+		if t, err := time.Parse(layout, target); err == nil && t.Before(m.StoppedAt) {
+			return fmt.Errorf("--target %s is before the end of backup %s (%s): recovery cannot stop before it is consistent",
+				target, m.Label, m.StoppedAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// Files PostgreSQL would misread in a restored data directory: a server's
+// run files and earlier recovery or backup state.
+var stale = []string{"postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal", "recovery.conf", staged.LabelFile, staged.MapFile}
+
+// plan is a checked restore: what Prepare writes, all decided before it
+// writes anything.
+type plan struct {
+	o           Options
+	backup      *staged.Backup
+	m           *staged.Manifest
+	pgdata      *beneath.Dir
+	uid, gid    int // the data directory's owner, who gets every file written
+	major       pgformat.Major
+	label       []byte
+	tablespaces []pgformat.Tablespace // nil: no tablespace_map
+	walDir      *beneath.Dir          // pg_wal, or --wal-dir
+	walFiles    []string
+	autoConf    bool // postgresql.auto.conf exists
+}
+
+func (p *plan) close() {
+	for _, d := range []*beneath.Dir{p.walDir, p.pgdata} {
+		if d != nil {
+			d.Close()
+		}
+	}
+	if p.backup != nil {
+		p.backup.Close()
+	}
 }
 
 // Check refuses a restore that would be wrong or unsafe, before anything in
 // the target is changed, and returns the verified manifest. Its errors wrap
-// ErrRefused.
+// ErrRefused, but for an interruption.
 func Check(ctx context.Context, o Options) (*staged.Manifest, error) {
-	m, err := check(ctx, o)
+	p, err := check(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
-	}
-	return m, nil
-}
-
-func check(ctx context.Context, o Options) (*staged.Manifest, error) {
-	if _, err := recoveryTarget(o.Target); err != nil {
 		return nil, err
 	}
-	v := staged.Verify(ctx, o.Staged)
+	p.close()
+	return p.m, nil
+}
+
+func check(ctx context.Context, o Options) (*plan, error) {
+	p := &plan{o: o}
+	err := p.check(ctx)
+	if err == nil {
+		return p, nil
+	}
+	p.close()
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+}
+
+func (p *plan) check(ctx context.Context) error {
+	o := p.o
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	var err error
+	if p.backup, err = staged.Open(o.Staged); err != nil {
+		return fmt.Errorf("staged backup %s is not usable (pgfbb-wrap verify lists why): %w", o.Staged, err)
+	}
+	v, err := p.backup.Verify(ctx)
+	if err != nil {
+		return err
+	}
 	if len(v.Problems) > 0 {
-		return nil, fmt.Errorf("staged backup %s is not usable (pgfbb-wrap verify lists why): %s", o.Staged, strings.Join(v.Problems, "; "))
+		return fmt.Errorf("staged backup %s is not usable (pgfbb-wrap verify lists why): %s", o.Staged, strings.Join(v.Problems, "; "))
 	}
 	m := v.Manifest
+	p.m = m
+	p.major, _ = pgformat.LookupMajor(pgformat.MajorOf(m.ServerVersionNum))
 	if m.WALMode != staged.WALCopy && o.RestoreCommand == "" {
-		return nil, fmt.Errorf("backup %s has no staged WAL: give --restore-command to fetch %s..%s from your archive", m.Label, m.StartWAL, m.StopWAL)
+		return fmt.Errorf("backup %s has no staged WAL: give --restore-command to fetch %s..%s from your archive", m.Label, m.StartWAL, m.StopWAL)
 	}
 	if o.Target != "" && o.Target != "immediate" && o.RestoreCommand == "" {
-		return nil, fmt.Errorf("--target %s needs WAL past the backup: give --restore-command", o.Target)
+		return fmt.Errorf("--target %s needs WAL past the backup: give --restore-command", o.Target)
 	}
 	if endsAtWALEnd(o, m) && o.RestoreCommand != "" {
-		return nil, fmt.Errorf("backup %s is from a standby: --target immediate replays its staged WAL to the end, "+
+		return fmt.Errorf("backup %s is from a standby: --target immediate replays its staged WAL to the end, "+
 			"and with --restore-command that would be the whole archive; give an LSN or time target instead", m.Label)
 	}
-	if err := checkWALDir(o); err != nil {
-		return nil, err
+	if err := checkTargetAfterEnd(o.Target, m); err != nil {
+		return err
 	}
-	spcmap, err := tablespaceMap(o)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkInUse(o, spcmap); err != nil {
-		return nil, err
-	}
-	version, err := os.ReadFile(filepath.Join(o.PGData, "PG_VERSION"))
-	if err != nil {
-		return nil, fmt.Errorf("target is not a data directory: %w", err)
-	}
-	if got, want := strings.TrimSpace(string(version)), strconv.Itoa(pgformat.MajorOf(m.ServerVersionNum)); got != want {
-		return nil, fmt.Errorf("target is a PostgreSQL %s data directory, the backup is of PostgreSQL %s", got, want)
-	}
-	if pid := runningPostmaster(o.PGData); pid != 0 {
-		return nil, fmt.Errorf("a postmaster (pid %d) is running on %s: stop it first", pid, o.PGData)
-	}
-	var problems []string
-	if id, err := pgformat.ControlSystemID(o.PGData); err != nil {
-		return nil, err
-	} else if strconv.FormatUint(id, 10) != m.SystemIdentifier {
-		problems = append(problems, fmt.Sprintf("target belongs to cluster %d, the backup to %s (--force to restore anyway)", id, m.SystemIdentifier))
-	}
-	if _, err := os.Stat(filepath.Join(o.PGData, staged.LabelFile)); err == nil {
-		problems = append(problems, "target already holds a backup_label (--force to replace it)")
-	}
-	if len(problems) > 0 && !o.Force {
-		return nil, errors.New(strings.Join(problems, "; "))
-	}
-	return m, nil
-}
-
-// runningPostmaster returns the pid in postmaster.pid when that process is
-// alive and its working directory is pgdata. A snapshot taken from a running
-// server carries a stale postmaster.pid whose pid may be alive on this host,
-// serving the original data directory.
-func runningPostmaster(pgdata string) int {
-	data, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-	if err != nil {
-		return 0
-	}
-	abs, _ := filepath.Abs(pgdata)
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = real
-	}
-	if cwd == abs {
-		return pid
-	}
-	return 0
-}
-
-// Prepare checks the restore and then lays it out in the target: label and
-// map in place, no postmaster.pid, pg_wal emptied and filled with the staged
-// WAL, and the recovery settings the target's version reads. Files it writes
-// belong to the owner of the data directory.
-func Prepare(ctx context.Context, o Options) (*staged.Manifest, error) {
-	m, err := Check(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := os.Stat(o.PGData)
-	if err != nil {
-		return nil, err
-	}
-	owner := fi.Sys().(*syscall.Stat_t)
-	place := func(src, dst string) error { return copyOwned(src, dst, owner) }
-
-	for _, f := range []string{"postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal", "recovery.conf", staged.LabelFile, staged.MapFile} {
-		if err := os.Remove(filepath.Join(o.PGData, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	if err := place(filepath.Join(o.Staged, staged.LabelFile), filepath.Join(o.PGData, staged.LabelFile)); err != nil {
-		return nil, err
-	}
-	if ts, err := tablespaceMap(o); err != nil {
-		return nil, err
-	} else if ts != nil {
-		if err := writeOwned(filepath.Join(o.PGData, staged.MapFile), string(pgformat.FormatTablespaceMap(ts)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
-			return nil, err
-		}
-	}
-	walDir := filepath.Join(o.PGData, "pg_wal")
-	if o.WALDir != "" {
-		if walDir, err = relinkWAL(o, owner); err != nil {
-			return nil, err
-		}
-	}
-	if err := emptyWAL(walDir); err != nil {
-		return nil, err
+	if p.label, err = p.backup.ReadFile(ctx, staged.LabelFile); err != nil {
+		return err
 	}
 	if m.WALMode == staged.WALCopy {
-		list, err := staged.WALList(o.Staged)
-		if err != nil {
-			return nil, err
-		}
-		for _, name := range list {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if err := place(filepath.Join(o.Staged, staged.WALDir, name), filepath.Join(walDir, name)); err != nil {
-				return nil, err
-			}
+		if p.walFiles, err = p.backup.WALList(ctx); err != nil {
+			return err
 		}
 	}
-	return m, writeRecovery(o, m, owner)
+	if err := p.checkTarget(); err != nil {
+		return err
+	}
+	if err := p.checkWALDir(); err != nil {
+		return err
+	}
+	if p.tablespaces, err = tablespaceMap(ctx, p.backup, o); err != nil {
+		return err
+	}
+	return p.checkInUse()
+}
+
+// checkTarget checks the data directory and every file in it that the
+// restore will replace or write.
+func (p *plan) checkTarget() error {
+	o, m := p.o, p.m
+	var err error
+	if p.pgdata, err = beneath.Open(o.PGData); err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	fi, err := p.pgdata.Stat()
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	p.uid, p.gid = int(st.Uid), int(st.Gid)
+	version, err := p.pgdata.ReadFile("PG_VERSION", 64)
+	if err != nil {
+		return fmt.Errorf("target is not a data directory: %w", err)
+	}
+	if got, want := strings.TrimSpace(string(version)), strconv.Itoa(pgformat.MajorOf(m.ServerVersionNum)); got != want {
+		return fmt.Errorf("target is a PostgreSQL %s data directory, the backup is of PostgreSQL %s", got, want)
+	}
+	if who, ok := usedBy()[idOf(fi)]; ok {
+		return fmt.Errorf("target %s is in use: %s: stop it first", o.PGData, who)
+	}
+	control, _, err := p.pgdata.OpenRegular("global/pg_control")
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	id, err := pgformat.ReadSystemID(control)
+	control.Close()
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	var problems []string
+	if strconv.FormatUint(id, 10) != m.SystemIdentifier {
+		problems = append(problems, fmt.Sprintf("target belongs to cluster %d, the backup to %s (--force to restore anyway)", id, m.SystemIdentifier))
+	}
+	for _, name := range stale {
+		fi, err := p.pgdata.Lstat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("target: %w", err)
+		case !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0:
+			return fmt.Errorf("target: %s is %s, which PostgreSQL never makes: refused", name, fi.Mode().Type())
+		case name == staged.LabelFile:
+			problems = append(problems, "target already holds a backup_label (--force to replace it)")
+		}
+	}
+	if len(problems) > 0 && !o.Force {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	if !p.major.RecoveryConf {
+		fi, err := p.pgdata.Lstat("postgresql.auto.conf")
+		switch {
+		case err == nil && !fi.Mode().IsRegular():
+			return fmt.Errorf("target: postgresql.auto.conf is %s, which PostgreSQL never makes: refused", fi.Mode().Type())
+		case err == nil:
+			p.autoConf = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("target: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkWALDir refuses to touch a pg_wal that links out of the target
-// unless --wal-dir says where the restored WAL goes instead.
-func checkWALDir(o Options) error {
-	link := filepath.Join(o.PGData, "pg_wal")
-	fi, err := os.Lstat(link)
+// unless --wal-dir says where the restored WAL goes instead, and a
+// --wal-dir that holds anything but this cluster's WAL.
+func (p *plan) checkWALDir() error {
+	o := p.o
+	fi, err := p.pgdata.Lstat("pg_wal")
 	if err != nil {
 		return fmt.Errorf("target has no pg_wal: %w", err)
 	}
-	isLink := fi.Mode()&os.ModeSymlink != 0
+	isLink := fi.Mode()&fs.ModeSymlink != 0
 	switch {
 	case isLink && o.WALDir == "":
-		dest, _ := os.Readlink(link)
+		dest, _ := p.pgdata.Readlink("pg_wal")
 		return fmt.Errorf("the target's pg_wal is a link to %s, most likely the original cluster's WAL directory, which a restore "+
 			"never empties: restore that volume's snapshot somewhere and give --wal-dir DIR; pg_wal is then linked to DIR", dest)
 	case !isLink && o.WALDir != "":
 		return errors.New("--wal-dir is for a target whose pg_wal is a link to another volume; this one's is a directory")
-	case o.WALDir != "":
-		if fi, err := os.Stat(o.WALDir); err != nil || !fi.IsDir() {
-			return fmt.Errorf("--wal-dir %s: not a directory (%v)", o.WALDir, err)
+	case !isLink && !fi.IsDir():
+		return fmt.Errorf("the target's pg_wal is %s", fi.Mode().Type())
+	case !isLink:
+		if p.walDir, err = p.pgdata.Sub("pg_wal"); err != nil {
+			return err
+		}
+	default:
+		if p.walDir, err = beneath.Open(o.WALDir); err != nil {
+			return fmt.Errorf("--wal-dir: %w", err)
+		}
+		if err := p.checkForeignWAL(); err != nil && !o.Force {
+			return fmt.Errorf("--wal-dir %s %w: give an empty directory (or --force)", o.WALDir, err)
+		}
+	}
+	if fi, err := p.walDir.Lstat("archive_status"); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s is %s, which PostgreSQL never makes: refused", p.walDir.Join("archive_status"), fi.Mode().Type())
+	}
+	return nil
+}
+
+// checkForeignWAL says what in --wal-dir is not WAL of the backup's
+// cluster: a restore empties it.
+func (p *plan) checkForeignWAL() error {
+	entries, err := p.walDir.ReadDir(".")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == "archive_status" && e.IsDir():
+			continue
+		case !e.Type().IsRegular() || !pgformat.IsWALFileName(name):
+			return fmt.Errorf("holds %s, which is not WAL", name)
+		case !pgformat.IsSegmentName(name):
+			continue
+		}
+		f, _, err := p.walDir.OpenRegular(name)
+		if err != nil {
+			return err
+		}
+		header := make([]byte, pgformat.LongHeaderSize)
+		n, _ := io.ReadFull(f, header)
+		f.Close()
+		// A recycled segment still holds an older one of the cluster; a
+		// preallocated one holds zeros.
+		id, ok := pgformat.HeaderSystemID(header[:n])
+		if !(ok && strconv.FormatUint(id, 10) == p.m.SystemIdentifier) && strings.Trim(string(header[:n]), "\x00") != "" {
+			return fmt.Errorf("holds %s, which is not WAL of cluster %s", name, p.m.SystemIdentifier)
 		}
 	}
 	return nil
@@ -247,84 +363,31 @@ func checkWALDir(o Options) error {
 
 // checkInUse refuses a WAL directory or tablespace location that a running
 // server uses: restoring "in place" while the original cluster still runs
-// would let two servers write to one directory.
-func checkInUse(o Options, ts []pgformat.Tablespace) error {
-	used := map[string]string{} // real path -> the running data directory using it
-	for _, dir := range runningDataDirs() {
-		used[dir] = dir
-		links, _ := filepath.Glob(filepath.Join(dir, "pg_tblspc", "*"))
-		for _, l := range append(links, filepath.Join(dir, "pg_wal")) {
-			if real, err := filepath.EvalSymlinks(l); err == nil {
-				used[real] = dir
-			}
-		}
-	}
+// would let two servers write to one directory. Directories are compared
+// by device and inode, so no other path to them slips through.
+func (p *plan) checkInUse() error {
+	used := usedBy()
 	var mine []string
-	if o.WALDir != "" {
-		mine = append(mine, o.WALDir)
+	if p.o.WALDir != "" {
+		mine = append(mine, p.o.WALDir)
 	}
-	for _, t := range ts {
+	for _, t := range p.tablespaces {
 		mine = append(mine, t.Location)
 	}
-	for _, p := range mine {
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
-			continue
-		}
-		if dir, ok := used[real]; ok {
-			return fmt.Errorf("%s is in use by the server running on %s: stop it, or restore elsewhere (--tablespace-mapping, --wal-dir)", p, dir)
+	for _, path := range mine {
+		if id, ok := statID(path); ok && used[id] != "" {
+			return fmt.Errorf("%s is in use: %s: stop it, or restore elsewhere (--tablespace-mapping, --wal-dir)", path, used[id])
 		}
 	}
 	return nil
-}
-
-// runningDataDirs lists the data directories of running servers on this
-// host: a server process's working directory is its data directory.
-func runningDataDirs() []string {
-	var dirs []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
-	for _, p := range procs {
-		cwd, err := os.Readlink(p)
-		if err != nil || slices.Contains(dirs, cwd) {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(cwd, "postmaster.pid")); err == nil && runningPostmaster(cwd) != 0 {
-			dirs = append(dirs, cwd)
-		}
-	}
-	return dirs
-}
-
-// relinkWAL points the target's pg_wal at --wal-dir and returns that.
-func relinkWAL(o Options, owner *syscall.Stat_t) (string, error) {
-	dir, err := filepath.Abs(o.WALDir)
-	if err != nil {
-		return "", err
-	}
-	link := filepath.Join(o.PGData, "pg_wal")
-	if cur, _ := os.Readlink(link); cur == dir {
-		return dir, nil
-	}
-	if err := os.Remove(link); err != nil {
-		return "", fmt.Errorf("re-link pg_wal: %w", err)
-	}
-	if err := os.Symlink(dir, link); err != nil {
-		return "", fmt.Errorf("re-link pg_wal: %w", err)
-	}
-	if os.Geteuid() == 0 {
-		if err := os.Lchown(link, int(owner.Uid), int(owner.Gid)); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
 }
 
 // tablespaceMap returns the staged tablespace_map with --tablespace-mapping
 // applied, nil when the backup has none. Each mapping must match a
 // tablespace, and every location the map ends up with must exist: that is
 // where the tablespace's snapshot has to be restored.
-func tablespaceMap(o Options) ([]pgformat.Tablespace, error) {
-	ts, ok, err := staged.ReadTablespaceMap(o.Staged)
+func tablespaceMap(ctx context.Context, b *staged.Backup, o Options) ([]pgformat.Tablespace, error) {
+	ts, ok, err := b.TablespaceMap(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -358,25 +421,126 @@ func tablespaceMap(o Options) ([]pgformat.Tablespace, error) {
 	return ts, nil
 }
 
-// emptyWAL removes everything from pg_wal but the archive_status directory,
-// which it empties: WAL the snapshot caught mid-write must not be replayed.
-func emptyWAL(dir string) error {
-	entries, err := os.ReadDir(dir)
+// Prepare checks the restore and then lays it out in the target: label and
+// map in place, no postmaster.pid, pg_wal emptied and filled with the staged
+// WAL, and the recovery settings the target's version reads, every file and
+// directory synced. Files it writes belong to the owner of the data
+// directory.
+func Prepare(ctx context.Context, o Options) (*staged.Manifest, error) {
+	p, err := check(ctx, o)
 	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	if err := p.write(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: the target is half restored: restore its snapshot again", context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("%w: the target is half restored: restore its snapshot again", err)
+	}
+	return p.m, nil
+}
+
+func (p *plan) write(ctx context.Context) error {
+	for _, name := range stale {
+		if err := p.pgdata.Remove(name); err != nil {
+			return err
+		}
+	}
+	if err := p.create(p.pgdata, staged.LabelFile, p.label); err != nil {
+		return err
+	}
+	if p.tablespaces != nil {
+		if err := p.create(p.pgdata, staged.MapFile, pgformat.FormatTablespaceMap(p.tablespaces)); err != nil {
+			return err
+		}
+	}
+	if p.o.WALDir != "" {
+		if err := p.relinkWAL(); err != nil {
+			return err
+		}
+	}
+	if err := p.walDir.Empty(".", "archive_status"); err != nil {
 		return fmt.Errorf("empty WAL directory: %w", err)
 	}
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if e.Name() == "archive_status" {
-			status, _ := os.ReadDir(p)
-			for _, s := range status {
-				os.Remove(filepath.Join(p, s.Name()))
-			}
-			continue
+	if err := p.walDir.Empty("archive_status"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("empty WAL directory: %w", err)
+	}
+	for _, name := range p.walFiles {
+		if err := p.copyWAL(ctx, name); err != nil {
+			return err
 		}
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("empty WAL directory: %w", err)
-		}
+	}
+	if err := p.walDir.Sync(); err != nil {
+		return err
+	}
+	if err := p.writeRecovery(); err != nil {
+		return err
+	}
+	return p.pgdata.Sync()
+}
+
+// create writes a new file durably and gives it to the data directory's owner.
+func (p *plan) create(dir *beneath.Dir, name string, data []byte) error {
+	return p.createFrom(dir, name, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+func (p *plan) createFrom(dir *beneath.Dir, name string, fill func(io.Writer) error) error {
+	f, err := dir.Create(name, 0o600)
+	if err != nil {
+		return fmt.Errorf("place %s: %w", name, err)
+	}
+	err = fill(f)
+	if err == nil {
+		err = p.finish(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("place %s: %w", dir.Join(name), err)
+	}
+	return nil
+}
+
+// finish makes a written file durable and the data directory owner's; only
+// root can give it away, and only root needs to.
+func (p *plan) finish(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		return f.Chown(p.uid, p.gid)
+	}
+	return nil
+}
+
+func (p *plan) copyWAL(ctx context.Context, name string) error {
+	return p.createFrom(p.walDir, name, func(w io.Writer) error {
+		return p.backup.CopyTo(ctx, w, staged.WALDir+"/"+name)
+	})
+}
+
+// relinkWAL points the target's pg_wal at --wal-dir.
+func (p *plan) relinkWAL() error {
+	dir, err := filepath.Abs(p.o.WALDir)
+	if err != nil {
+		return err
+	}
+	if cur, _ := p.pgdata.Readlink("pg_wal"); cur == dir {
+		return nil
+	}
+	if err := p.pgdata.Remove("pg_wal"); err != nil {
+		return fmt.Errorf("re-link pg_wal: %w", err)
+	}
+	if err := p.pgdata.Symlink(dir, "pg_wal"); err != nil {
+		return fmt.Errorf("re-link pg_wal: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		return p.pgdata.Lchown("pg_wal", p.uid, p.gid)
 	}
 	return nil
 }
@@ -395,13 +559,12 @@ func endsAtWALEnd(o Options, m *staged.Manifest) bool {
 // writeRecovery writes recovery.conf (10, 11) or recovery.signal plus
 // settings appended to postgresql.auto.conf (12+), which override earlier
 // lines of the same name.
-func writeRecovery(o Options, m *staged.Manifest, owner *syscall.Stat_t) error {
-	major, _ := pgformat.LookupMajor(pgformat.MajorOf(m.ServerVersionNum))
-	target, _ := recoveryTarget(o.Target)
-	if endsAtWALEnd(o, m) {
+func (p *plan) writeRecovery() error {
+	target, _ := recoveryTarget(p.o.Target)
+	if endsAtWALEnd(p.o, p.m) {
 		target = nil
 	}
-	cmd := o.RestoreCommand
+	cmd := p.o.RestoreCommand
 	if cmd == "" {
 		cmd = "false" // the WAL is in pg_wal; archive recovery still wants a command
 	}
@@ -410,56 +573,29 @@ func writeRecovery(o Options, m *staged.Manifest, owner *syscall.Stat_t) error {
 		"restore_command = '" + strings.ReplaceAll(cmd, "'", "''") + "'",
 	}, target...)
 	lines = append(lines, "recovery_target_action = 'promote'")
-	text := strings.Join(lines, "\n") + "\n"
-	if major.RecoveryConf {
-		return writeOwned(filepath.Join(o.PGData, "recovery.conf"), text, os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner)
+	text := []byte(strings.Join(lines, "\n") + "\n")
+	if p.major.RecoveryConf {
+		return p.create(p.pgdata, "recovery.conf", text)
 	}
-	if err := writeOwned(filepath.Join(o.PGData, "recovery.signal"), "", os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
+	if err := p.create(p.pgdata, "recovery.signal", nil); err != nil {
 		return err
 	}
-	return writeOwned(filepath.Join(o.PGData, "postgresql.auto.conf"), "\n"+text, os.O_CREATE|os.O_APPEND|os.O_WRONLY, owner)
-}
-
-func writeOwned(path, text string, flag int, owner *syscall.Stat_t) error {
-	return writeFrom(path, strings.NewReader(text), flag, owner)
-}
-
-func copyOwned(src, dst string, owner *syscall.Stat_t) error {
-	in, err := os.Open(src)
+	if !p.autoConf {
+		return p.create(p.pgdata, "postgresql.auto.conf", text)
+	}
+	f, err := p.pgdata.OpenAppend("postgresql.auto.conf")
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	if err := writeFrom(dst, in, os.O_CREATE|os.O_EXCL|os.O_WRONLY, owner); err != nil {
-		return fmt.Errorf("place %s: %w", filepath.Base(dst), err)
-	}
-	return nil
-}
-
-// writeFrom writes r to path durably and gives it to the data directory's owner.
-func writeFrom(path string, r io.Reader, flag int, owner *syscall.Stat_t) error {
-	f, err := os.OpenFile(path, flag, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, r)
-	if serr := f.Sync(); err == nil {
-		err = serr
+	_, err = f.Write(append([]byte("\n"), text...))
+	if err == nil {
+		err = p.finish(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = chown(path, owner)
+	if err != nil {
+		return fmt.Errorf("append recovery settings: %w", err)
 	}
-	return err
-}
-
-// chown gives path to the data directory's owner; only root can, and only
-// root needs to.
-func chown(path string, owner *syscall.Stat_t) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	return os.Chown(path, int(owner.Uid), int(owner.Gid))
+	return nil
 }

@@ -1,14 +1,46 @@
 package restore
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/staged"
 )
+
+const mb = 1 << 20
+
+// publish stages a backup without WAL holding files, and opens it.
+func publish(t *testing.T, files map[string]string) *staged.Backup {
+	t.Helper()
+	root := t.TempDir()
+	s, err := staged.Prepare(root, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		if err := s.WriteFile(name, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &staged.Manifest{Label: "b", Status: staged.StatusComplete, ServerVersionNum: 150000, SystemIdentifier: "1",
+		Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000100, StartWAL: "000000010000000000000003", StopWAL: "000000010000000000000003",
+		WALSegmentSize: 16 * mb, WALMode: staged.WALSkip}
+	if err := s.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	b, err := staged.Open(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
 
 func TestTablespaceMap(t *testing.T) {
 	root := t.TempDir()
@@ -18,14 +50,11 @@ func TestTablespaceMap(t *testing.T) {
 		return p
 	}
 	a, b, newA := dir("a"), dir("b"), dir("new-a")
-	withMap := t.TempDir()
-	if err := os.WriteFile(filepath.Join(withMap, staged.MapFile), []byte("16400 "+a+"\n16401 "+b+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	noMap := t.TempDir()
+	withMap := publish(t, map[string]string{staged.MapFile: "16400 " + a + "\n16401 " + b + "\n"})
+	noMap := publish(t, nil)
 	tests := []struct {
 		name    string
-		staged  string
+		backup  *staged.Backup
 		mapping [][2]string
 		want    string // the map, or the error's text
 		wantErr bool
@@ -39,7 +68,7 @@ func TestTablespaceMap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tablespaceMap(Options{Staged: tt.staged, TablespaceMapping: tt.mapping})
+			got, err := tablespaceMap(context.Background(), tt.backup, Options{TablespaceMapping: tt.mapping})
 			if tt.wantErr {
 				if err == nil || !strings.Contains(err.Error(), tt.want) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.want)
@@ -58,22 +87,96 @@ func TestCheckWALDir(t *testing.T) {
 	plain, linked := t.TempDir(), t.TempDir()
 	os.Mkdir(filepath.Join(plain, "pg_wal"), 0o700)
 	os.Symlink(elsewhere, filepath.Join(linked, "pg_wal"))
+	foreign := t.TempDir()
+	os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("keep me"), 0o600)
+	otherCluster := t.TempDir()
+	header := make([]byte, mb)
+	header[2], header[24] = 2, 9 // XLP_LONG_HEADER, system identifier 9
+	os.WriteFile(filepath.Join(otherCluster, "000000010000000000000003"), header, 0o600)
+	sameCluster := t.TempDir()
+	header[24] = 1
+	os.WriteFile(filepath.Join(sameCluster, "000000010000000000000003"), header, 0o600)
+	os.WriteFile(filepath.Join(sameCluster, "000000010000000000000004"), make([]byte, mb), 0o600) // preallocated
+	os.Mkdir(filepath.Join(sameCluster, "archive_status"), 0o700)
+	statusLink := t.TempDir()
+	os.Mkdir(filepath.Join(statusLink, "pg_wal"), 0o700)
+	os.Symlink(elsewhere, filepath.Join(statusLink, "pg_wal", "archive_status"))
 	tests := []struct {
 		name, pgdata, walDir, want string
+		force                      bool
 	}{
-		{"directory", plain, "", ""},
-		{"directory with --wal-dir", plain, elsewhere, "this one's is a directory"},
-		{"link without --wal-dir", linked, "", "is a link to " + elsewhere},
-		{"link with --wal-dir", linked, t.TempDir(), ""},
-		{"link with a missing --wal-dir", linked, filepath.Join(elsewhere, "x"), "not a directory"},
-		{"no pg_wal", t.TempDir(), "", "target has no pg_wal"},
+		{"directory", plain, "", "", false},
+		{"directory with --wal-dir", plain, elsewhere, "this one's is a directory", false},
+		{"link without --wal-dir", linked, "", "is a link to " + elsewhere, false},
+		{"link with --wal-dir", linked, t.TempDir(), "", false},
+		{"link with a missing --wal-dir", linked, filepath.Join(elsewhere, "x"), "no such file", false},
+		{"--wal-dir holding other files", linked, foreign, "holds notes.txt, which is not WAL", false},
+		{"--wal-dir holding other files, forced", linked, foreign, "", true},
+		{"--wal-dir holding another cluster's WAL", linked, otherCluster, "not WAL of cluster 1", false},
+		{"--wal-dir holding this cluster's WAL", linked, sameCluster, "", false},
+		{"archive_status a link", statusLink, "", "archive_status is", false},
+		{"no pg_wal", t.TempDir(), "", "target has no pg_wal", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkWALDir(Options{PGData: tt.pgdata, WALDir: tt.walDir})
+			d, err := beneath.Open(tt.pgdata)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &plan{o: Options{PGData: tt.pgdata, WALDir: tt.walDir, Force: tt.force}, pgdata: d,
+				m: &staged.Manifest{SystemIdentifier: "1", WALSegmentSize: mb}}
+			defer p.close()
+			err = p.checkWALDir()
 			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("checkWALDir = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		o    Options
+		want string
+	}{
+		{Options{Target: "immediate"}, ""},
+		{Options{Target: "2026-11-25 08:00:00+00:00"}, ""},
+		{Options{Target: "yesterday"}, "--target"},
+		{Options{RestoreCommand: "cp /a/%f %p"}, ""},
+		{Options{RestoreCommand: "cp /a/%f %p\nrecovery_target = 'immediate'"}, "control character"},
+		{Options{RestoreCommand: "cp\t/a"}, "control character"},
+		{Options{TablespaceMapping: [][2]string{{"/a", "b"}}}, "clean absolute"},
+		{Options{TablespaceMapping: [][2]string{{"/a", "/b/../c"}}}, "clean absolute"},
+	}
+	for _, tt := range tests {
+		t.Run("", func(t *testing.T) {
+			err := tt.o.Validate()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate(%+v) = %v, want %q", tt.o, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTargetAfterEnd(t *testing.T) {
+	m := &staged.Manifest{Label: "b", StopLSN: 0x3000100}
+	m.StoppedAt, _ = time.Parse(time.RFC3339, "2026-11-25T08:00:00Z")
+	tests := []struct {
+		target string
+		ok     bool
+	}{
+		{"immediate", true},
+		{"latest", true},
+		{"0/0", false},
+		{"0/30000FF", false},
+		{"0/3000100", true},
+		{"2026-11-25 07:59:59+00:00", false},
+		{"2026-11-25T08:00:01Z", true},
+		{"2026-11-25 07:00:00", true}, // the server's time zone decides
+	}
+	for _, tt := range tests {
+		if err := checkTargetAfterEnd(tt.target, m); (err == nil) != tt.ok {
+			t.Errorf("checkTargetAfterEnd(%s) = %v, want ok=%v", tt.target, err, tt.ok)
+		}
 	}
 }
