@@ -211,6 +211,9 @@ func printStatus(w io.Writer, entries []hook.Entry, now time.Time) {
 		if e.Result != nil {
 			state = fmt.Sprintf("%s (exit %d, run post)", state, e.Result.ExitCode)
 		}
+		if e.Problem != "" {
+			state = fmt.Sprintf("%s (%s)", state, e.Problem)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Label, state, pid, lsn, tli, age)
 	}
 	tw.Flush()

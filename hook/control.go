@@ -38,10 +38,14 @@ func Select(dir, label string) (string, []string, error) {
 		return "", nil, backup.UsageError(err)
 	}
 	var running, unattended []Entry
+	var notes []string
 	for _, e := range entries {
-		if e.Status == StatusHeld || e.Status == StatusStarting {
+		switch e.Status {
+		case StatusHeld, StatusStarting:
 			running = append(running, e)
-		} else {
+		case StatusCorrupt:
+			notes = append(notes, fmt.Sprintf("skipped the records of %s, which cannot be read (%s): remove %s.* from %s", e.Label, e.Problem, e.Label, dir))
+		default:
 			unattended = append(unattended, e)
 		}
 	}
@@ -49,7 +53,6 @@ func Select(dir, label string) (string, []string, error) {
 	case len(running) > 1:
 		return "", nil, severalError(dir, running, "are held")
 	case len(running) == 1:
-		var notes []string
 		for _, e := range unattended {
 			notes = append(notes, fmt.Sprintf("backup %s %s without a post: pgfbb-wrap post --label %s reports it", e.Label, e.Status, e.Label))
 		}
@@ -57,9 +60,9 @@ func Select(dir, label string) (string, []string, error) {
 	case len(unattended) > 1:
 		return "", nil, severalError(dir, unattended, "ended without a post")
 	case len(unattended) == 1:
-		return unattended[0].Label, nil, nil
+		return unattended[0].Label, notes, nil
 	}
-	return "", nil, backup.UsageError(fmt.Errorf("no backup is held in %s: run pre first", dir))
+	return "", notes, backup.UsageError(fmt.Errorf("no backup is held in %s: run pre first", dir))
 }
 
 func severalError(dir string, entries []Entry, what string) error {
@@ -75,6 +78,9 @@ func severalError(dir string, entries []Entry, what string) error {
 // that died is reported as a failed backup, and what it left is removed.
 func Finish(ctx context.Context, dir, label, op string) (*Result, error) {
 	d := runDir(dir)
+	if err := d.check(); err != nil {
+		return nil, backup.UsageError(err)
+	}
 	deadline := time.Now().Add(retryFor)
 	for {
 		var conn net.Conn
@@ -89,6 +95,10 @@ func Finish(ctx context.Context, dir, label, op string) (*Result, error) {
 			}
 		}
 		if err == nil {
+			if perr := peerTrusted(conn); perr != nil {
+				conn.Close()
+				return nil, backup.UsageError(fmt.Errorf("control socket %s: %w", d.path(label, "sock"), perr))
+			}
 			res, err := ask(ctx, conn, op)
 			if !errors.Is(err, errNoAnswer) {
 				return res, err
@@ -156,7 +166,8 @@ func (d runDir) collect(lock *os.File, label string) (*Result, error) {
 	switch {
 	case rerr != nil || serr != nil:
 		lock.Close()
-		return nil, errors.Join(rerr, serr)
+		return nil, backup.UsageError(fmt.Errorf("the records of backup %s cannot be read (%w): remove %s.* from %s",
+			label, errors.Join(rerr, serr), label, string(d)))
 	case res != nil:
 		d.release(lock, label)
 		return res, nil

@@ -290,6 +290,11 @@ func (h *holder) serve(ln net.Listener) {
 }
 
 func (h *holder) handle(conn net.Conn) {
+	if err := peerTrusted(conn); err != nil {
+		h.log.Warn("refused a control connection", "err", err)
+		conn.Close()
+		return
+	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	req := &request{conn: conn}
 	line, err := bufio.NewReader(conn).ReadBytes('\n')

@@ -13,7 +13,9 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/runner"
+	"golang.org/x/sys/unix"
 )
 
 // HoldCommand is the hidden subcommand that re-executes the binary as a
@@ -52,7 +54,7 @@ func Pre(ctx context.Context, spec Spec, exe string) (*State, error) {
 	} else if e != nil && (e.Status == StatusHeld || e.Status == StatusStarting) {
 		return nil, backup.UsageError(fmt.Errorf("a backup labelled %s is already %s%s (see pgfbb-wrap status)", label, e.Status, e.pid()))
 	}
-	logf, err := os.OpenFile(d.path(label, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(d.path(label, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, backup.UsageError(fmt.Errorf("holder log: %w", err))
 	}
@@ -164,16 +166,15 @@ func absolute(paths ...*string) error {
 }
 
 // makeDirs creates the staging directory (not its parents, as a wrapped run
-// would) and the run directory, private to the user.
+// would) and the run directory, private to the user, and refuses either
+// when someone else could change it.
 func makeDirs(dirs ...string) error {
 	for _, dir := range dirs {
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
-		if fi, err := os.Stat(dir); err != nil {
+		if err := beneath.CheckPrivate(dir); err != nil {
 			return err
-		} else if !fi.IsDir() {
-			return fmt.Errorf("%s: not a directory", dir)
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,8 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/beneath"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +43,7 @@ const (
 	StatusHeld     = "held"     // the backup has started and waits for post or abort
 	StatusEnded    = "ended"    // the holder ended on its own; post prints its report
 	StatusDead     = "dead"     // the holder died without stopping the backup
+	StatusCorrupt  = "corrupt"  // its records cannot be read: shown, never acted on
 )
 
 // State is what a holder records once its backup has started.
@@ -85,12 +89,55 @@ type Entry struct {
 	Status string
 	State  *State  // from LABEL.state, when the backup started
 	Result *Result // from LABEL.result, when ended
+	// Problem says what is wrong with a record that could not be read.
+	Problem string
 }
 
 // errBusy means a live holder owns the label.
 var errBusy = errors.New("held by a running holder")
 
 type runDir string
+
+// check refuses a run directory someone else could change: its sockets
+// and records decide which backup a post finishes and what it reports. A
+// missing one holds nothing.
+func (d runDir) check() error {
+	if _, err := os.Stat(string(d)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := beneath.CheckPrivate(string(d)); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	return nil
+}
+
+// peerTrusted refuses the other end of a control socket unless it runs as
+// this process's user or as root: anyone else who managed to place a
+// socket there is not a holder of ours, whatever it answers.
+func peerTrusted(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("control connection is not a unix socket")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("peer credentials: %w", cerr)
+	}
+	if euid := os.Geteuid(); int(cred.Uid) != euid && cred.Uid != 0 {
+		return fmt.Errorf("the other end (pid %d) runs as uid %d, not as uid %d or root: refused", cred.Pid, cred.Uid, euid)
+	}
+	return nil
+}
 
 func (d runDir) path(label, kind string) string {
 	if kind == "sock" {
@@ -134,7 +181,7 @@ func (d runDir) lock(label string, wait time.Duration) (*os.File, error) {
 func (d runDir) tryLock(label string) (*os.File, error) {
 	path := d.path(label, "lock")
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", label, err)
 		}
@@ -179,7 +226,7 @@ func (d runDir) labels() ([]string, error) {
 	var labels []string
 	for _, e := range entries {
 		label, kind, ok := cutKind(e.Name())
-		if ok && kind != "log" && kind != "sock" && !slices.Contains(labels, label) {
+		if ok && kind != "log" && kind != "sock" && staged.ValidateLabel(label) == nil && !slices.Contains(labels, label) {
 			labels = append(labels, label)
 		}
 	}
@@ -205,7 +252,7 @@ func (d runDir) entry(label string) (*Entry, error) {
 	case errors.Is(err, errBusy):
 		e.Status = StatusStarting
 		if e.State, err = readJSON[State](d.path(label, "state")); err != nil {
-			return nil, err
+			e.Problem = err.Error()
 		}
 		if e.State != nil {
 			e.Status = StatusHeld
@@ -215,13 +262,12 @@ func (d runDir) entry(label string) (*Entry, error) {
 		return nil, err
 	}
 	defer lock.Close()
-	if e.Result, err = readJSON[Result](d.path(label, "result")); err != nil {
-		return nil, err
-	}
-	if e.State, err = readJSON[State](d.path(label, "state")); err != nil {
-		return nil, err
-	}
+	var rerr, serr error
+	e.Result, rerr = readJSON[Result](d.path(label, "result"))
+	e.State, serr = readJSON[State](d.path(label, "state"))
 	switch {
+	case rerr != nil || serr != nil:
+		e.Status, e.Problem = StatusCorrupt, errors.Join(rerr, serr).Error()
 	case e.Result != nil:
 		e.Status = StatusEnded
 	case e.State != nil:
@@ -236,6 +282,9 @@ func (d runDir) entry(label string) (*Entry, error) {
 // List reads every entry of the run directory dir, oldest first.
 func List(dir string) ([]Entry, error) {
 	d := runDir(dir)
+	if err := d.check(); err != nil {
+		return nil, backup.UsageError(err)
+	}
 	labels, err := d.labels()
 	if err != nil {
 		return nil, err
@@ -284,7 +333,9 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A temporary file a dead writer left is the only one the name can hold.
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
