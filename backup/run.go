@@ -178,10 +178,24 @@ type run struct {
 }
 
 func (r *run) fail(phase Phase, err error) {
-	if err != nil {
-		r.errs = multierror.Append(r.errs, &PhaseError{Phase: phase, Err: err})
+	if err == nil {
+		return
 	}
+	if len(pgbackup.Passwords(r.opts.DBName)) > 0 {
+		err = &redactedError{err: err, dsn: r.opts.DBName}
+	}
+	r.errs = multierror.Append(r.errs, &PhaseError{Phase: phase, Err: err})
 }
+
+// redactedError keeps the password of --dbname out of an error's text,
+// whatever the error quotes, and its meaning for errors.Is and As.
+type redactedError struct {
+	err error
+	dsn string
+}
+
+func (e *redactedError) Error() string { return pgbackup.Redact(e.err.Error(), e.dsn) }
+func (e *redactedError) Unwrap() error { return e.err }
 
 func (r *run) enter(p Phase) {
 	r.report.Reached = p
@@ -241,6 +255,10 @@ func (r *run) execute(ctx context.Context) {
 	if err != nil {
 		r.fail(PhaseUsage, err)
 		return
+	}
+	if len(pgbackup.Passwords(r.opts.DBName)) > 0 {
+		r.note("--dbname holds a password, which every user of this host can read in the process list: " +
+			"keep it in a password file (PGPASSFILE, ~/.pgpass) or in PGPASSWORD instead")
 	}
 	if r.sess, err = pgbackup.Connect(ctx, cfg); err != nil {
 		var pe *pgbackup.PreflightError

@@ -34,7 +34,8 @@ func Config(dbname string) (pq.Config, error) {
 	}
 	cfg, err := pq.NewConfig(dsn)
 	if err != nil {
-		return pq.Config{}, fmt.Errorf("connection settings: %w", err)
+		// lib/pq quotes what it could not parse, password included.
+		return pq.Config{}, fmt.Errorf("connection settings: %s", Redact(err.Error(), dbname))
 	}
 	if cfg.ApplicationName == "" {
 		cfg.ApplicationName = AppName
