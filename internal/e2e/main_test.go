@@ -20,6 +20,9 @@ import (
 var toolBin string
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(forgedHolderEnv); path != "" {
+		forgeHolder(path)
+	}
 	dir, err := os.MkdirTemp("", "pgfbb-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
