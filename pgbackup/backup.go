@@ -201,6 +201,18 @@ func (s *Session) Ping(ctx context.Context) error {
 	return nil
 }
 
+// promoted tells whether a server that was a standby when the session
+// began is one no longer. The server's message says so too, but in the
+// server's language: ask the server instead.
+func (s *Session) promoted(ctx context.Context) bool {
+	if !s.server.InRecovery {
+		return false
+	}
+	var inRecovery bool
+	err := s.conn.QueryRowContext(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery)
+	return err == nil && !inRecovery
+}
+
 // classify adds the meaning of errors a DBA must act on differently, and
 // notes when the session is gone: lib/pq closes a connection whose query was
 // cancelled, and the server ends the backup with it.
@@ -210,7 +222,7 @@ func (s *Session) classify(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		s.lost = true
 		return err
-	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil && strings.Contains(err.Error(), "promoted"):
+	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil && s.promoted(ctx):
 		return fmt.Errorf("%w: %w", ErrPromoted, err)
 	case pq.As(err, pqerror.ObjectNotInPrerequisiteState) != nil:
 		return fmt.Errorf("%w: %w", ErrNotInBackup, err)

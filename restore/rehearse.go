@@ -119,7 +119,7 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 		}
 		return cmd
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c hba_file=%s -c archive_mode=off -c cluster_name=pgfbb-rehearsal", port, sock, hba)
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c hba_file=%s -c archive_mode=off -c cluster_name=pgfbb-rehearsal -c lc_messages=C", port, sock, hba)
 	started := time.Now()
 	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("start rehearsal server: %v: %s", err, bytes.TrimSpace(out))
