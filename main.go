@@ -29,7 +29,8 @@ const exitCodes = `EXIT CODES:
    3    preflight refused (cannot connect, unsafe settings, missing privileges)
    4    the snapshot command failed or timed out (hook mode: no post within --hold-timeout);
         the backup was still stopped cleanly
-   130  interrupted by SIGINT, 143 by SIGTERM: the command was signalled, the backup stopped, nothing published`
+   129, 130, 131, 143  interrupted by SIGHUP, SIGINT, SIGQUIT, SIGTERM: the command was signalled and nothing
+        was published; the backup was stopped, or PostgreSQL aborted it with its session (the report says which)`
 
 func main() {
 	ctx, force, stop := runner.NotifyContext(context.Background())

@@ -128,6 +128,12 @@ func (o *Options) Validate() error {
 	if o.StartTimeout <= 0 {
 		return UsageError(errors.New("--start-timeout must be positive"))
 	}
+	if o.Timeout < 0 {
+		return UsageError(errors.New("--timeout must not be negative (0: no limit)"))
+	}
+	if o.Grace < 0 {
+		return UsageError(errors.New("--kill-grace must not be negative"))
+	}
 	for _, c := range o.Covers {
 		if !filepath.IsAbs(c) {
 			return UsageError(fmt.Errorf("--covers %q: want an absolute path", c))
