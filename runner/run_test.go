@@ -167,3 +167,66 @@ func TestInterruptedMessage(t *testing.T) {
 		t.Fatalf("%q %d", e.Error(), e.ExitCode())
 	}
 }
+
+// TestRunWaitsForWhatTheCommandStarted: a command is over only when every
+// process it started is, daemons included.
+func TestRunWaitsForWhatTheCommandStarted(t *testing.T) {
+	tests := []struct {
+		name, script string
+	}{
+		{"backgrounded", "(sleep 1; touch F) & exit 0"},
+		{"daemon in its own session", "setsid sh -c 'sleep 1; touch F' & exit 0"},
+		{"holding stderr", "sh -c 'sleep 1; touch F' >&2 & exit 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			script := strings.ReplaceAll(tt.script, "F", filepath.Join(dir, "f"))
+			res, err := Run(context.Background(), Spec{Argv: sh(script), Timeout: 20 * time.Second, Grace: time.Second, TailBytes: 64})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "f")); err != nil {
+				t.Errorf("Run returned before what the command started had finished (after %s): %v", res.Duration, err)
+			}
+			if strings.Contains(res.StderrTail, "still open") || len(res.Leftovers) > 0 {
+				t.Errorf("tail %q, leftovers %q", res.StderrTail, res.Leftovers)
+			}
+		})
+	}
+}
+
+// TestRunKillsLeftoversAtTimeout names what it had to kill, and says the
+// command itself had exited 0.
+func TestRunKillsLeftoversAtTimeout(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	script := "setsid sh -c 'echo $$ > " + pidFile + "; exec sleep 30' & exit 0"
+	res, err := Run(context.Background(), Spec{Argv: sh(script), Timeout: 500 * time.Millisecond, Grace: time.Second, TailBytes: 64})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "exit status 0") || !strings.Contains(err.Error(), "(sleep)") {
+		t.Fatalf("Run error = %v, want a timeout naming the leftover sleep", err)
+	}
+	if len(res.Leftovers) != 1 {
+		t.Errorf("Leftovers = %q", res.Leftovers)
+	}
+	if alive(t, pidFile) {
+		t.Error("the leftover survived")
+	}
+}
+
+// TestRunInterruptReachesLeftovers: a signal after the command exited still
+// ends what it left running.
+func TestRunInterruptReachesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(500*time.Millisecond, func() { cancel(&Interrupted{Signal: syscall.SIGINT}) })
+	_, err := Run(ctx, Spec{Argv: sh("setsid sh -c 'echo $$ > " + pidFile + "; exec sleep 30' & exit 0"), Grace: time.Second, TailBytes: 64})
+	var intr *Interrupted
+	if !errors.As(err, &intr) || !strings.Contains(err.Error(), "(sleep)") {
+		t.Fatalf("Run error = %v, want the interruption naming the leftover sleep", err)
+	}
+	if alive(t, pidFile) {
+		t.Error("the leftover survived")
+	}
+}
