@@ -15,7 +15,7 @@ import (
 // Report is what a run did, for the one report printed at its end.
 type Report struct {
 	Label    string
-	Path     string // the published backup, when the run succeeded
+	Path     string // the published backup; set on a failure only when publishing was its last step
 	Reached  Phase  // the last phase the run entered
 	Timeline uint32
 	StartLSN pgformat.LSN
@@ -57,6 +57,8 @@ func (r *Report) Summary() string {
 func (r *Report) Format(w io.Writer) {
 	status := "complete"
 	switch {
+	case r.Err != nil && r.Path != "":
+		status = "FAILED after it was published as " + r.Path
 	case r.Err != nil:
 		status = "FAILED, nothing was published"
 	case r.Aborted != "":

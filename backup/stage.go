@@ -111,8 +111,9 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		r.fail(PhasePublish, context.Cause(ctx))
 		return
 	}
-	if err := r.staging.Publish(m); err != nil {
-		r.fail(PhasePublish, err)
+	err = r.staging.Publish(m)
+	r.fail(PhasePublish, err)
+	if !r.staging.Published() {
 		return
 	}
 	r.report.Path = r.staging.Path()

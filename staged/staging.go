@@ -31,6 +31,10 @@ type Staging struct {
 	lock  *os.File // flock on dir while this run owns it
 	notes []string
 	files []File
+	// rename is how Publish renames without replacing; nil where the
+	// file system cannot, and Publish checks under the staging lock.
+	rename  func(from, to string) error
+	syncDir func(path string) error
 }
 
 // Partial backups are assembled in ".LABEL.partial-RANDOM". Their creator
@@ -47,7 +51,10 @@ const LockFile = ".pgfbb-staging.lock"
 // no one but this user can change it (beneath.CheckPrivate) and that
 // label is free there, and creates the run's temporary directory, which
 // proves root is writable before any database work begins.
-func Prepare(root, label string) (*Staging, error) {
+func Prepare(root, label string) (*Staging, error) { return prepare(root, label, renameNoReplace) }
+
+// prepare is Prepare with the rename a test can replace.
+func prepare(root, label string, rename func(from, to string) error) (*Staging, error) {
 	if err := ValidateLabel(label); err != nil {
 		return nil, err
 	}
@@ -85,8 +92,67 @@ func Prepare(root, label string) (*Staging, error) {
 	if err != nil {
 		return nil, errors.Join(err, os.Remove(dir))
 	}
-	return &Staging{root: root, label: label, dir: dir, lock: lock, notes: notes}, nil
+	s := &Staging{root: root, label: label, dir: dir, lock: lock, notes: notes, rename: rename, syncDir: syncDir}
+	if err := s.probeRename(); err != nil {
+		return nil, errors.Join(fmt.Errorf("staging directory: %w", err), s.Discard())
+	}
+	return s, nil
 }
+
+// renameNoReplace renames a directory unless the new name exists.
+func renameNoReplace(from, to string) error {
+	return unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+}
+
+// probeRename finds out, before any database work, whether the staging
+// file system can rename without replacing (Linux NFS cannot: EINVAL), by
+// renaming the partial directory there and back. Where it cannot, Publish
+// renames under the staging lock after checking that the name is free.
+func (s *Staging) probeRename() error {
+	probe := s.dir + ".probe"
+	err := s.rename(s.dir, probe)
+	switch {
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP):
+		s.rename = nil
+		return nil
+	case err != nil:
+		return fmt.Errorf("rename in %s: %w", s.root, err)
+	}
+	if err := s.rename(probe, s.dir); err != nil {
+		return fmt.Errorf("rename in %s: %w", s.root, err)
+	}
+	return nil
+}
+
+// publishRename renames the partial directory to the backup's name, never
+// over an existing one.
+func (s *Staging) publishRename() error {
+	if s.rename != nil {
+		err := s.rename(s.dir, s.Path())
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			err = ErrExists
+		}
+		return err
+	}
+	// Every run takes the lock to check a name or create a partial
+	// directory: none can take the name between the check and the rename.
+	guard, err := lockStaging(s.root)
+	if err != nil {
+		return err
+	}
+	defer guard.Close()
+	if _, err := os.Lstat(s.Path()); !errors.Is(err, os.ErrNotExist) {
+		if err == nil {
+			err = ErrExists
+		}
+		return err
+	}
+	return os.Rename(s.dir, s.Path())
+}
+
+// Published tells whether the backup has its final name, whatever Publish
+// returned: a rename can succeed and the sync after it fail.
+func (s *Staging) Published() bool { return s.dir == s.Path() }
 
 // lockStaging takes LockFile in root. It is held for a directory listing
 // and a few unlinks at most.
@@ -257,20 +323,20 @@ func (s *Staging) Publish(m *Manifest) error {
 			return err
 		}
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, s.dir, unix.AT_FDCWD, s.Path(), unix.RENAME_NOREPLACE); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			err = ErrExists
-		}
+	if err := s.publishRename(); err != nil {
 		return fmt.Errorf("publish %s: %w", s.Path(), err)
 	}
 	s.dir = s.Path()
 	s.lock.Close()
-	return syncDir(s.root)
+	if err := s.syncDir(s.root); err != nil {
+		return fmt.Errorf("published %s, but %w: a crash may still lose it; check it with pgfbb-wrap verify", s.Path(), err)
+	}
+	return nil
 }
 
 // Discard removes the temporary directory of an unpublished backup.
 func (s *Staging) Discard() error {
-	if s.dir == s.Path() {
+	if s.Published() {
 		return nil
 	}
 	err := os.RemoveAll(s.dir)

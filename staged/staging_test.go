@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestPrepareRefuses(t *testing.T) {
@@ -104,5 +106,61 @@ func TestPublishNeverReplaces(t *testing.T) {
 	}
 	if err := s.Discard(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPublishWithoutRenameNoReplace publishes where the file system cannot
+// rename without replacing (Linux NFS: EINVAL), found out by Prepare.
+func TestPublishWithoutRenameNoReplace(t *testing.T) {
+	root := t.TempDir()
+	nfs := func(from, to string) error { return unix.EINVAL }
+	s, err := prepare(root, "x", nfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rename != nil {
+		t.Fatal("the probe did not notice that rename without replace fails")
+	}
+	if err := s.Publish(&Manifest{Label: "x", Status: StatusComplete}); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "x", ManifestFile)); err != nil {
+		t.Fatal(err)
+	}
+	// The name is taken: the check under the lock refuses, as
+	// RENAME_NOREPLACE would.
+	s, err = prepare(root, "y", nfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "y"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(&Manifest{Label: "y", Status: StatusComplete}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Publish over an existing directory = %v, want ErrExists", err)
+	}
+	if err := s.Discard(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPublishedThoughSyncFailed: when the rename succeeded and the sync
+// after it failed, the backup is where it was put, and says so.
+func TestPublishedThoughSyncFailed(t *testing.T) {
+	root := t.TempDir()
+	s, err := Prepare(root, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.syncDir = func(string) error { return errors.New("EIO") }
+	err = s.Publish(&Manifest{Label: "x", Status: StatusComplete})
+	if err == nil || !strings.Contains(err.Error(), "published "+filepath.Join(root, "x")+", but EIO") || !s.Published() {
+		t.Fatalf("Publish = %v, Published %v", err, s.Published())
+	}
+	if err := s.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "x", ManifestFile)); err != nil {
+		t.Errorf("Discard removed a published backup: %v", err)
 	}
 }
