@@ -166,6 +166,28 @@ func TestWrapper(t *testing.T) {
 		waitClean(t, db)
 	})
 
+	t.Run("a backgrounded snapshot is waited for", func(t *testing.T) {
+		st := staging(t)
+		done := filepath.Join(work, "background-done")
+		r := runTool(t, env, "--staging", st, "--label", "bg", "--fast", "--timeout", "30s", "--", "sh", "-c", "(sleep 2; touch "+done+") & exit 0")
+		r.want(t, 0)
+		fi, err := os.Stat(done)
+		if err != nil {
+			t.Fatalf("the run ended before what the snapshot command started: %v", err)
+		}
+		if m := readManifest(t, filepath.Join(st, "bg")); fi.ModTime().After(m.StoppedAt) {
+			t.Errorf("the backup stopped at %s, before the snapshot's background work finished at %s", m.StoppedAt, fi.ModTime())
+		}
+	})
+
+	t.Run("negative durations", func(t *testing.T) {
+		for _, flag := range []string{"--timeout", "--kill-grace"} {
+			st := staging(t)
+			runTool(t, env, "--staging", st, flag, "-1s", "--", "true").want(t, 2, flag+" must not be negative")
+			assertNothingPublished(t, st)
+		}
+	})
+
 	t.Run("timeout", func(t *testing.T) {
 		st := staging(t)
 		r := runTool(t, env, "--staging", st, "--label", "slow", "--fast", "--timeout", "300ms", "--", "sleep", "30")
@@ -178,7 +200,7 @@ func TestWrapper(t *testing.T) {
 		signal syscall.Signal
 		name   string
 		code   int
-	}{{syscall.SIGINT, "SIGINT", 130}, {syscall.SIGTERM, "SIGTERM", 143}} {
+	}{{syscall.SIGINT, "SIGINT", 130}, {syscall.SIGTERM, "SIGTERM", 143}, {syscall.SIGHUP, "SIGHUP", 129}, {syscall.SIGQUIT, "SIGQUIT", 131}} {
 		t.Run(sig.name+" mid-command", func(t *testing.T) {
 			st := staging(t)
 			pidFile := filepath.Join(work, sig.name+".pid")
