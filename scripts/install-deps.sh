@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need when it is missing: PostgreSQL
-# (server, client, pgbench, pg_amcheck), btrfs-progs and util-linux (runuser).
+# (server, client, pgbench, pg_amcheck), btrfs-progs, util-linux (runuser),
+# npm and a German locale.
 # Needs root for apt-get; does nothing when everything is there.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need+=(postgresql-cli
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm) # fetches the other PostgreSQL majors for the test matrix
+command -v locale-gen >/dev/null || need+=(locales) # a translated server for the locale tests
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then
@@ -24,6 +26,16 @@ if ((${#need[@]})); then
 	echo "installing ${need[*]}" >&2
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
+fi
+
+# The locale tests run a server whose messages are German.
+if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf8'; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "locale de_DE.UTF-8 missing: run as root, or generate it yourself (locale-gen)" >&2
+		exit 1
+	fi
+	grep -qx 'de_DE.UTF-8 UTF-8' /etc/locale.gen 2>/dev/null || echo 'de_DE.UTF-8 UTF-8' >>/etc/locale.gen
+	locale-gen >/dev/null
 fi
 
 command -v go >/dev/null || { echo "go not found: install Go 1.26 or later (https://go.dev/doc/install)" >&2; exit 1; }
