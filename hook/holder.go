@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
-	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // Spec is everything a holder needs. pre sends it over a pipe rather than
@@ -115,7 +114,9 @@ func (h *holder) run(ctx context.Context) *Result {
 	}
 	h.owner = true
 	// pre opened the log for appending before the label was ours.
-	h.logf.Truncate(0)
+	if err := h.logf.Truncate(0); err != nil {
+		h.log.Warn("could not clear the log of an earlier holder of the label", "err", err)
+	}
 	notes := h.discardStale(label)
 	sock := h.dir.path(label, "sock")
 	os.Remove(sock)
@@ -172,15 +173,21 @@ func (h *holder) finish(lock *os.File, res *Result) {
 }
 
 // discardStale removes what earlier holders of the label left: an outcome
-// no post collected, or the state and partial backup of a holder that died.
+// no post collected, or the state of a holder that died.
 // Holding the lock proves none of them is alive.
 func (h *holder) discardStale(label string) []string {
 	var notes []string
-	if res, _ := readJSON[Result](h.dir.path(label, "result")); res != nil {
+	res, rerr := readJSON[Result](h.dir.path(label, "result"))
+	st, serr := readJSON[State](h.dir.path(label, "state"))
+	if err := errors.Join(rerr, serr); err != nil {
+		notes = append(notes, fmt.Sprintf("discarded unreadable records of an earlier backup labelled %s: %v", label, err))
+	}
+	if res != nil {
 		notes = append(notes, fmt.Sprintf("discarded the uncollected outcome (exit %d) of an earlier backup labelled %s", res.ExitCode, label))
 	}
-	if st, _ := readJSON[State](h.dir.path(label, "state")); st != nil {
-		notes = append(notes, staged.Sweep(h.spec.Backup.Staging)...)
+	if st != nil {
+		// Its partial backup goes with the staging sweep of the run
+		// this holder starts.
 		notes = append(notes, fmt.Sprintf("cleaned up after an earlier holder of %s (pid %d) that died", label, st.PID))
 	}
 	for _, n := range notes {

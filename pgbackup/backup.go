@@ -146,8 +146,12 @@ func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started,
 		return nil, fmt.Errorf("start backup: %w", err)
 	}
 	// The checkpoint the backup started from is on the current timeline.
-	if err := s.conn.QueryRowContext(ctx, "SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()").Scan(&st.Timeline); err != nil {
-		return nil, fmt.Errorf("read timeline: %w", s.classify(ctx, err))
+	// The backup runs now: a signal must not cancel this query, which
+	// would end the session.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := s.conn.QueryRowContext(tctx, "SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()").Scan(&st.Timeline); err != nil {
+		return nil, fmt.Errorf("read timeline: %w", s.classify(tctx, err))
 	}
 	return st, nil
 }

@@ -60,7 +60,9 @@ func TestWALOverSQL(t *testing.T) {
 		cmd, stderr := tool(append(b.c.Env(), "PGHOST=127.0.0.1", "HOME="+nobody.HomeDir), "--staging", st, "--label", "fallback", "--fast", "-v", "--", "true")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 		cmd.Dir = "/"
-		cmd.Run()
+		if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+			t.Fatalf("run pgfbb-wrap as nobody: %v", err)
+		}
 		r := result{code: cmd.ProcessState.ExitCode(), stdout: lastStdout.String(), stderr: stderr.String()}
 		t.Logf("as nobody: exit %d\n%s", r.code, r.stderr)
 		r.want(t, 0, "reading WAL over SQL (pg_read_binary_file): WAL directory not readable for staging", "permission denied")
