@@ -74,7 +74,7 @@ func (bl *BackupLabel) parseStartWAL(val string) error {
 		return err
 	}
 	bl.StartWALFile = strings.TrimSuffix(rest, ")")
-	if len(bl.StartWALFile) != 24 {
+	if !IsSegmentName(bl.StartWALFile) {
 		return fmt.Errorf("unexpected WAL file name %q", bl.StartWALFile)
 	}
 	tli, err := strconv.ParseUint(bl.StartWALFile[:8], 16, 32)

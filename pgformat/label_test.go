@@ -41,6 +41,7 @@ func TestParseBackupLabel(t *testing.T) {
 		{name: "no start", in: "LABEL: x\n", wantErr: "no START WAL LOCATION"},
 		{name: "bad lsn", in: "START WAL LOCATION: zz (file 000000010000000000000002)\n", wantErr: "START WAL LOCATION"},
 		{name: "bad file", in: "START WAL LOCATION: 0/2000028 (file 0001)\n", wantErr: "unexpected WAL file name"},
+		{name: "file not hex", in: "START WAL LOCATION: 0/0 (file 00000010000000000000000X)\n", wantErr: "unexpected WAL file name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
