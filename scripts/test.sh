@@ -22,6 +22,18 @@ for script in scripts/*.sh examples/*.sh examples/*/*.sh; do
 done
 go vet ./...
 
+# Every fuzz target a few seconds, from its checked-in corpus
+# (PGFBB_FUZZTIME=0 skips this; the corpus still runs as unit tests).
+fuzztime=${PGFBB_FUZZTIME:-3s}
+if [ "$fuzztime" != 0 ]; then
+	grep -H '^func Fuzz' --include='*_test.go' -r . | sed -E 's|^\./(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*).*|\1 \2|' |
+		while read -r dir target; do
+			go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$dir" >/dev/null ||
+				{ echo "fuzzing $target failed: go test -run '^\$' -fuzz '^${target}\$' ./$dir" >&2; exit 1; }
+			echo "fuzzed $target in $dir ($fuzztime)"
+		done
+fi
+
 # The version matrix: every supported major (fetched once into a cache
 # outside the repository), plus 1 MB and 64 MB WAL segments. Narrow it with
 # e.g. PGFBB_TEST_PG=10,15,18; unset in the environment of a plain go test,

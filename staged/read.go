@@ -256,12 +256,17 @@ func (b *Backup) WALList(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseWALList(data, b.files)
+}
+
+// parseWALList reads wal_list: WAL file names that files lists under wal/.
+func parseWALList(data []byte, files map[string]File) ([]string, error) {
 	names := strings.Fields(string(data))
 	for _, name := range names {
 		if !pgformat.IsWALFileName(name) {
 			return nil, fmt.Errorf("%s: %q is not a WAL file name", WALListFile, name)
 		}
-		if _, ok := b.files[WALDir+"/"+name]; !ok {
+		if _, ok := files[WALDir+"/"+name]; !ok {
 			return nil, fmt.Errorf("%s: %s is not in the manifest", WALListFile, name)
 		}
 	}
