@@ -84,7 +84,11 @@ func hookCommands(command []string) []*cli.Command {
 				if err != nil {
 					return report(c.App.ErrWriter, fmt.Errorf("find own executable: %w", err))
 				}
-				spec := hook.Spec{Backup: backupOptions(c), RunDir: dir, HoldTimeout: c.Duration("hold-timeout")}
+				opts, err := backupOptions(c)
+				if err != nil {
+					return report(c.App.ErrWriter, err)
+				}
+				spec := hook.Spec{Backup: opts, RunDir: dir, HoldTimeout: c.Duration("hold-timeout")}
 				st, err := hook.Pre(c.Context, spec, exe)
 				var failed *hook.Failed
 				if errors.As(err, &failed) {

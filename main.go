@@ -118,6 +118,9 @@ func backupFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "covers", Usage: "the snapshot covers `PATH`, a mount point, btrfs subvolume or ZFS dataset (repeat for each): " +
 			"refuse (exit 3) a cluster with files outside them, instead of warning that it spans several volumes", EnvVars: []string{"PGFBB_COVERS"}},
 		&cli.DurationFlag{Name: "archive-timeout", Value: 10 * time.Minute, Usage: "when archive_mode is on, wait this long (`DURATION`) for the backup's last WAL to be archived"},
+		&cli.StringFlag{Name: "max-wal-retained", Value: "auto", EnvVars: []string{"PGFBB_MAX_WAL_RETAINED"}, Usage: "end the backup (exit 4) when the WAL " +
+			"written since it started, which its slot keeps in pg_wal, passes `SIZE` (512MB, 8GB; auto: half the free space of pg_wal's " +
+			"file system, or 16GB when it is not visible; 0: no limit)"},
 		verboseFlag,
 	}
 }
@@ -125,7 +128,7 @@ func backupFlags() []cli.Flag {
 var verboseFlag = &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step, and a summary line on success"}
 
 // backupOptions reads backupFlags.
-func backupOptions(c *cli.Context) backup.Options {
+func backupOptions(c *cli.Context) (backup.Options, error) {
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
@@ -139,12 +142,19 @@ func backupOptions(c *cli.Context) backup.Options {
 	if !c.IsSet("label") {
 		opts.Label = backup.DefaultLabel(time.Now())
 	}
-	return opts
+	var err error
+	if opts.MaxWALRetained, err = backup.ParseSize(c.String("max-wal-retained")); err != nil {
+		return opts, backup.UsageError(fmt.Errorf("--max-wal-retained: %w", err))
+	}
+	return opts, nil
 }
 
 // options reads the wrapper's flags.
 func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Options, error) {
-	opts := backupOptions(c)
+	opts, err := backupOptions(c)
+	if err != nil {
+		return opts, err
+	}
 	opts.Argv, opts.Timeout, opts.Grace = command, c.Duration("timeout"), c.Duration("kill-grace")
 	opts.Stdout, opts.Stderr, opts.Force = os.Stdout, os.Stderr, force
 	if s := c.String("command"); s != "" {

@@ -49,6 +49,7 @@ func (r *run) preflight(ctx context.Context) error {
 	if len(problems) > 0 {
 		return &pgbackup.PreflightError{Problems: problems}
 	}
+	r.walBudget()
 	return nil
 }
 

@@ -50,6 +50,10 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
+	// MaxWALRetained ends the backup when the WAL written since it
+	// started, which its slot keeps in pg_wal, passes this many bytes:
+	// AutoWALRetained derives it from pg_wal's free space, 0 is no limit.
+	MaxWALRetained int64
 	// Covers are the absolute paths the snapshot covers (mount points,
 	// btrfs subvolumes, ZFS datasets). When given, a cluster with files
 	// outside them is refused instead of warned about.
@@ -84,11 +88,18 @@ type Running struct {
 	// started a held backup and sees nothing of the log.
 	Notes []string
 	sess  *pgbackup.Session
+	guard func(context.Context) error // the WAL-retention budget
 }
 
-// Ping checks that the backup's session is still alive: when it is not,
-// PostgreSQL has already aborted the backup.
-func (b *Running) Ping(ctx context.Context) error { return b.sess.Ping(ctx) }
+// Ping checks that the backup's session is still alive (when it is not,
+// PostgreSQL has already aborted the backup) and that the WAL its slot
+// keeps is within --max-wal-retained (a *WALBudgetError when it is not).
+func (b *Running) Ping(ctx context.Context) error {
+	if err := b.sess.Ping(ctx); err != nil {
+		return err
+	}
+	return b.guard(ctx)
+}
 
 // DefaultLabel names a backup after its UTC start time.
 func DefaultLabel(t time.Time) string { return "pgfbb-" + t.UTC().Format("20060102T150405Z") }
@@ -133,6 +144,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Grace < 0 {
 		return UsageError(errors.New("--kill-grace must not be negative"))
+	}
+	if o.MaxWALRetained < AutoWALRetained {
+		return UsageError(errors.New("--max-wal-retained must not be negative"))
 	}
 	for _, c := range o.Covers {
 		if !filepath.IsAbs(c) {
@@ -180,6 +194,7 @@ type run struct {
 	sess    *pgbackup.Session
 	pgdata  string
 	source  walcollect.Source // where --wal=copy reads WAL
+	budget  int64             // the WAL-retention budget in bytes, 0: none
 	volumes []volume.Place    // where the data directory, pg_wal and tablespaces live
 }
 
@@ -329,9 +344,9 @@ func (r *run) backup(ctx context.Context) {
 	}
 	var snapErr error
 	if r.opts.Hold != nil {
-		snapErr = r.hold(ctx, vars)
+		snapErr = r.hold(ctx, vars, started.LSN)
 	} else {
-		snapErr = r.snapshot(ctx, vars)
+		snapErr = r.snapshot(ctx, vars, started.LSN)
 	}
 
 	r.enter(PhaseStop)
@@ -355,9 +370,10 @@ func (r *run) backup(ctx context.Context) {
 
 // hold hands the started backup to the HoldFunc. An abort is recorded in
 // the report, not as an error, and stops the run before staging.
-func (r *run) hold(ctx context.Context, vars map[string]string) error {
+func (r *run) hold(ctx context.Context, vars map[string]string, start pgformat.LSN) error {
 	r.enter(PhaseHold)
-	err := r.opts.Hold(ctx, &Running{Vars: vars, Partial: r.staging.TempDir(), Notes: slices.Clone(r.report.Notes), sess: r.sess})
+	err := r.opts.Hold(ctx, &Running{Vars: vars, Partial: r.staging.TempDir(), Notes: slices.Clone(r.report.Notes), sess: r.sess,
+		guard: func(ctx context.Context) error { return r.overBudget(ctx, start) }})
 	if errors.Is(err, ErrAborted) {
 		r.report.Aborted = err.Error()
 		r.log.Warn("backup aborted, nothing will be published", "reason", err)
@@ -367,7 +383,7 @@ func (r *run) hold(ctx context.Context, vars map[string]string) error {
 	return err
 }
 
-func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
+func (r *run) snapshot(ctx context.Context, vars map[string]string, start pgformat.LSN) error {
 	r.enter(PhaseSnapshot)
 	argv, err := runner.Expand(r.opts.Argv, vars)
 	if err != nil {
@@ -385,10 +401,15 @@ func (r *run) snapshot(ctx context.Context, vars map[string]string) error {
 		env = append(env, k+"="+vars[k])
 	}
 	r.log.Info("running snapshot command", "argv", argv)
-	res, err := runner.Run(ctx, runner.Spec{
+	// The budget ends the command as a signal would, with its own cause.
+	sctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
+	stopWatch := r.watchWAL(ctx, start, end)
+	res, err := runner.Run(sctx, runner.Spec{
 		Argv: argv, Env: env, Timeout: r.opts.Timeout, Grace: r.opts.Grace,
 		Stdout: r.opts.Stdout, Stderr: r.opts.Stderr, TailBytes: stderrTail, Force: r.opts.Force,
 	})
+	stopWatch()
 	r.report.Command = &staged.Command{Argv: argv, ExitCode: res.ExitCode, DurationSec: res.Duration.Seconds()}
 	r.report.StderrTail = res.StderrTail
 	r.fail(PhaseSnapshot, err)

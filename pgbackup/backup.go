@@ -94,10 +94,19 @@ func (s *Session) CheckSlot(ctx context.Context) error {
 	return nil
 }
 
+// walSinceSQL measures the WAL the server has written (a standby: received)
+// since $1, which the WAL-retention slot keeps, and max_slot_wal_keep_size
+// in bytes (-1: unlimited, always before 13).
+const walSinceSQL = `SELECT pg_catalog.pg_wal_lsn_diff(
+           CASE WHEN pg_catalog.pg_is_in_recovery()
+                THEN COALESCE(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())
+                ELSE pg_catalog.pg_current_wal_lsn() END,
+           $1::pg_lsn)::bigint,
+       pg_catalog.pg_size_bytes(COALESCE(current_setting('max_slot_wal_keep_size', true), '-1'))`
+
 // SlotPressure opens a new connection and returns how much WAL the server
-// has written (or, on a standby, replayed) since lsn, and its
-// max_slot_wal_keep_size in bytes (-1: unlimited, always before 13). It
-// explains a lost session: the server ends the session of a slot that
+// has written since lsn, and its max_slot_wal_keep_size (see walSinceSQL).
+// It explains a lost session: the server ends the session of a slot that
 // setting invalidates.
 func SlotPressure(ctx context.Context, cfg pq.Config, since pgformat.LSN) (written, limit int64, err error) {
 	connector, err := pq.NewConnectorConfig(cfg)
@@ -106,14 +115,21 @@ func SlotPressure(ctx context.Context, cfg pq.Config, since pgformat.LSN) (writt
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
-	err = db.QueryRowContext(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(
-           CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END,
-           $1::pg_lsn)::bigint,
-       pg_catalog.pg_size_bytes(COALESCE(current_setting('max_slot_wal_keep_size', true), '-1'))`, since.String()).Scan(&written, &limit)
-	if err != nil {
+	if err := db.QueryRowContext(ctx, walSinceSQL, since.String()).Scan(&written, &limit); err != nil {
 		return 0, 0, fmt.Errorf("read WAL written since %s: %w", since, err)
 	}
 	return written, limit, nil
+}
+
+// WALSince is how much WAL the server has written since lsn, which the
+// backup's slot keeps in pg_wal. Give ctx a generous bound: a query
+// cancelled by it ends the session, and with it the backup.
+func (s *Session) WALSince(ctx context.Context, since pgformat.LSN) (int64, error) {
+	var written, limit int64
+	if err := s.conn.QueryRowContext(ctx, walSinceSQL, since.String()).Scan(&written, &limit); err != nil {
+		return 0, fmt.Errorf("read WAL written since %s: %w", since, s.classify(ctx, err))
+	}
+	return written, nil
 }
 
 // DropSlot drops the slot CreateSlot made, if any. On a lost session there

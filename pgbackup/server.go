@@ -26,6 +26,9 @@ type Server struct {
 	Superuser     bool
 	Replication   bool
 	FreeSlots     int // max_replication_slots minus slots in use
+	// MaxSlotWALKeep is max_slot_wal_keep_size in bytes: -1 (unlimited,
+	// and always before 13) lets a slot keep WAL until pg_wal is full.
+	MaxSlotWALKeep int64
 
 	api           api
 	missingGrants []string
@@ -58,10 +61,11 @@ SELECT current_setting('server_version'),
        current_user,
        r.rolsuper,
        r.rolreplication,
-       current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots)
+       current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots),
+       pg_catalog.pg_size_bytes(COALESCE(current_setting('max_slot_wal_keep_size', true), '-1'))
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
 		&srv.Version, &srv.WALLevel, &srv.ArchiveMode, &srv.SegmentSize, &srv.DataDirectory, &srv.InRecovery,
-		&srv.BackendPID, &srv.User, &srv.Superuser, &srv.Replication, &srv.FreeSlots)
+		&srv.BackendPID, &srv.User, &srv.Superuser, &srv.Replication, &srv.FreeSlots, &srv.MaxSlotWALKeep)
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}

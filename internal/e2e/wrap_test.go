@@ -62,7 +62,13 @@ func killGroup(pidFile string) {
 // tmpfs mounts a tmpfs with the mount options opts for the test's duration.
 func tmpfs(t *testing.T, opts string) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
+	return tmpfsIn(t, t.TempDir(), opts)
+}
+
+// tmpfsIn is tmpfs in the directory parent.
+func tmpfsIn(t *testing.T, parent, opts string) string {
+	t.Helper()
+	dir := filepath.Join(parent, "tmpfs")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
