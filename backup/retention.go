@@ -2,12 +2,14 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pgfbb/pgfbb-wrap/pgbackup"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"golang.org/x/sys/unix"
 )
@@ -78,23 +80,26 @@ func (r *run) walBudget() {
 }
 
 // overBudget fails with a *WALBudgetError once the WAL written since start
-// passes the budget. A failed read is no verdict: the stop reports a lost
-// session.
+// passes the budget, and with pgbackup.ErrSessionLost once the session is
+// gone: PostgreSQL has then aborted the backup, and the snapshot is
+// pointless. Any other failed read is no verdict.
 func (r *run) overBudget(ctx context.Context, start pgformat.LSN) error {
-	if r.budget <= 0 {
-		return nil
-	}
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	written, err := r.sess.WALSince(qctx, start)
-	if err != nil || written <= r.budget {
+	switch {
+	case r.sess.Lost() && !errors.Is(err, pgbackup.ErrSessionLost):
+		return fmt.Errorf("%w: %w", pgbackup.ErrSessionLost, err)
+	case r.sess.Lost():
+		return err
+	case err != nil || r.budget <= 0 || written <= r.budget:
 		return nil
 	}
 	return &WALBudgetError{Written: written, Limit: r.budget}
 }
 
 // watchWAL ends the snapshot command, through its context, when the
-// budget is passed; stop ends the watch.
+// budget is passed or the session is lost; stop ends the watch.
 func (r *run) watchWAL(ctx context.Context, start pgformat.LSN, end context.CancelCauseFunc) (stop func()) {
 	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {

@@ -50,6 +50,9 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
+	// NetworkTimeout is how long a silent network may hold the session
+	// (over TCP) before the backup counts as lost; 0 is the default.
+	NetworkTimeout time.Duration
 	// MaxWALRetained ends the backup when the WAL written since it
 	// started, which its slot keeps in pg_wal, passes this many bytes:
 	// AutoWALRetained derives it from pg_wal's free space, 0 is no limit.
@@ -144,6 +147,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Grace < 0 {
 		return UsageError(errors.New("--kill-grace must not be negative"))
+	}
+	if o.NetworkTimeout != 0 && o.NetworkTimeout < time.Second {
+		return UsageError(errors.New("--network-timeout must be at least 1s"))
 	}
 	if o.MaxWALRetained < AutoWALRetained {
 		return UsageError(errors.New("--max-wal-retained must not be negative"))
@@ -281,7 +287,7 @@ func (r *run) execute(ctx context.Context) {
 		r.note("--dbname holds a password, which every user of this host can read in the process list: " +
 			"keep it in a password file (PGPASSFILE, ~/.pgpass) or in PGPASSWORD instead")
 	}
-	if r.sess, err = pgbackup.Connect(ctx, cfg); err != nil {
+	if r.sess, err = pgbackup.Connect(ctx, cfg, r.opts.NetworkTimeout); err != nil {
 		var pe *pgbackup.PreflightError
 		if errors.As(err, &pe) {
 			r.fail(PhasePreflight, err)

@@ -7,21 +7,44 @@ package pgbackup
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lib/pq"
+	"golang.org/x/sys/unix"
 )
 
 // AppName is the application_name the session shows in pg_stat_activity
 // unless the connection string or PGAPPNAME names another.
 const AppName = "pgfbb-wrap"
 
-// Keepalive settings: a backup session idles while the snapshot runs, so a
-// dead peer is found by TCP keepalives, not by a query. About 90 seconds.
-var keepalive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 6}
+// DefaultNetworkTimeout is how long a silent network may hold the session
+// before it counts as lost, unless Connect is told otherwise.
+const DefaultNetworkTimeout = time.Minute
+
+// dialer bounds a dead network: a backup session idles while the snapshot
+// runs, so TCP keepalives probe it, and TCP_USER_TIMEOUT ends a connection
+// whose data or probes go unanswered for timeout, where retransmissions
+// alone would take a quarter of an hour.
+func dialer(timeout time.Duration) net.Dialer {
+	return net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: max(timeout/3, time.Second), Interval: max(timeout/9, time.Second), Count: 6},
+		Control: func(network, _ string, c syscall.RawConn) error {
+			if !strings.HasPrefix(network, "tcp") {
+				return nil
+			}
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(timeout.Milliseconds()))
+			})
+			return errors.Join(err, serr)
+		},
+	}
+}
 
 // Config parses the connection settings the way libpq does: the standard
 // environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE,
@@ -61,13 +84,17 @@ type Session struct {
 
 // Connect opens the session, makes it immune to role and database defaults
 // that would end it mid-backup, and reads what the backup needs to know about
-// the server.
-func Connect(ctx context.Context, cfg pq.Config) (*Session, error) {
+// the server. Over TCP, a network silent for netTimeout (0: the default)
+// ends the session.
+func Connect(ctx context.Context, cfg pq.Config, netTimeout time.Duration) (*Session, error) {
+	if netTimeout <= 0 {
+		netTimeout = DefaultNetworkTimeout
+	}
 	connector, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
-	connector.Dialer(keepaliveDialer{net.Dialer{KeepAliveConfig: keepalive}})
+	connector.Dialer(keepaliveDialer{dialer(netTimeout)})
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(1)
 	conn, err := db.Conn(ctx)
@@ -115,6 +142,9 @@ func (s *Session) init(ctx context.Context) error {
 	s.server = srv
 	return nil
 }
+
+// Lost tells whether the session has ended: PostgreSQL aborted the backup.
+func (s *Session) Lost() bool { return s.lost }
 
 // Server describes the server the session is connected to.
 func (s *Session) Server() *Server { return s.server }

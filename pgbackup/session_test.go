@@ -73,7 +73,7 @@ func connect(t *testing.T, conninfo string) *Session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Connect(context.Background(), cfg)
+	s, err := Connect(context.Background(), cfg, DefaultNetworkTimeout)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -12,6 +12,7 @@ command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm) # fetches the other PostgreSQL majors for the test matrix
 command -v locale-gen >/dev/null || need+=(locales) # a translated server for the locale tests
+command -v ip >/dev/null || need+=(iproute2)          # network namespaces for the network tests
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then
