@@ -60,7 +60,7 @@ func (b *Backup) verify(ctx context.Context, v *Verification) error {
 	if err := v.checkFiles(ctx, b); err != nil {
 		return err
 	}
-	v.checkLabel(ctx, b)
+	v.checkLabel(b)
 	if m.WALMode == WALCopy {
 		if err := v.checkWAL(ctx, b); err != nil {
 			return err
@@ -109,11 +109,13 @@ func (v *Verification) checkFiles(ctx context.Context, b *Backup) error {
 	return nil
 }
 
-func (v *Verification) checkLabel(ctx context.Context, b *Backup) {
+func (v *Verification) checkLabel(b *Backup) {
 	m := v.Manifest
-	data, err := b.ReadFile(ctx, LabelFile)
+	// Read as it is, not as the manifest says: checkFiles reports a
+	// mismatch, and what the label holds tells more.
+	data, err := b.dir.ReadFile(LabelFile, maxSmall)
 	if err != nil {
-		v.problem("%v", err)
+		v.problem("%s: %v", LabelFile, err)
 		return
 	}
 	bl, err := pgformat.ParseBackupLabel(data)
@@ -182,13 +184,13 @@ func (v *Verification) checkWAL(ctx context.Context, b *Backup) error {
 // not precede a written page, and not lie within the WAL the backup needs
 // when that ends inside this segment. pg_waldump checks the records.
 func (b *Backup) checkSegment(ctx context.Context, name string, segNo, segSize, need uint64, tli uint32, sysID uint64, magic uint16) error {
-	f, _, err := b.open(name)
+	f, fi, err := b.dir.OpenRegular(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if b.files[name].Size != int64(segSize) {
-		return fmt.Errorf("%d bytes, want %d", b.files[name].Size, segSize)
+	if uint64(fi.Size()) != segSize {
+		return fmt.Errorf("%d bytes, want %d", fi.Size(), segSize)
 	}
 	if err := pgformat.CheckSegmentHeader(readUpTo(f, pgformat.LongHeaderSize), segNo, segSize, sysID); err != nil {
 		return err
