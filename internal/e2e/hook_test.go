@@ -82,7 +82,12 @@ func runDirEmpty(t *testing.T, staging string) {
 // TestHookRestore is the two-command backup an orchestrator runs: pre, a
 // snapshot taken by a separate process, post; then restored and checked.
 func TestHookRestore(t *testing.T) {
-	in := pgtest.DefaultInstall(t)
+	for _, tg := range pgtest.SpotTargets(t) {
+		t.Run(tg.Name(), func(t *testing.T) { hookRestore(t, tg.Install) })
+	}
+}
+
+func hookRestore(t *testing.T, in pgtest.Install) {
 	b := newBench(t, in, pgtest.Options{})
 	stop := b.load(t, 400*time.Millisecond)
 	staging := filepath.Join(t.TempDir(), "staging")
@@ -187,8 +192,9 @@ func TestHookFailures(t *testing.T) {
 		backupDir, _ := filepath.Abs(filepath.Join(st, "twice"))
 		for kind, want := range map[string]string{"dir": backupDir, "label-file": filepath.Join(backupDir, staged.LabelFile),
 			"wal-list": filepath.Join(backupDir, staged.WALListFile)} {
-			runTool(t, nil, "path", "--staging", st, "--label", "twice", kind).want(t, 0)
-			if got := strings.TrimSpace(lastStdout.String()); got != want {
+			r := runTool(t, nil, "path", "--staging", st, "--label", "twice", kind)
+			r.want(t, 0)
+			if got := strings.TrimSpace(r.stdout); got != want {
 				t.Errorf("path %s = %q, want %q", kind, got, want)
 			}
 		}

@@ -65,12 +65,11 @@ func tool(env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	cmd.Stderr = &stderr
 	// A snapshot command orphaned by a killed tool keeps the pipes open.
 	cmd.WaitDelay = time.Second
-	lastStdout = &stdout
 	return cmd, &stderr
 }
 
-// lastStdout is the stdout of the newest tool run; tests run them one by one.
-var lastStdout *bytes.Buffer
+// stdoutOf is what a command tool made has written to stdout.
+func stdoutOf(cmd *exec.Cmd) string { return cmd.Stdout.(*bytes.Buffer).String() }
 
 // runTool runs pgfbb-wrap to its end.
 func runTool(t *testing.T, env []string, args ...string) result {
@@ -81,8 +80,8 @@ func runTool(t *testing.T, env []string, args ...string) result {
 	if err != nil && !errors.As(err, &exitErr) {
 		t.Fatalf("run pgfbb-wrap: %v", err)
 	}
-	t.Logf("pgfbb-wrap %s: exit %d\n%s%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), lastStdout, stderr)
-	return result{code: cmd.ProcessState.ExitCode(), stdout: lastStdout.String(), stderr: stderr.String()}
+	t.Logf("pgfbb-wrap %s: exit %d\n%s%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), stdoutOf(cmd), stderr)
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdoutOf(cmd), stderr: stderr.String()}
 }
 
 // want checks the exit code and that stdout or stderr mentions each string.

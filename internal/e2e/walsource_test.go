@@ -63,7 +63,7 @@ func TestWALOverSQL(t *testing.T) {
 		if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
 			t.Fatalf("run pgfbb-wrap as nobody: %v", err)
 		}
-		r := result{code: cmd.ProcessState.ExitCode(), stdout: lastStdout.String(), stderr: stderr.String()}
+		r := result{code: cmd.ProcessState.ExitCode(), stdout: stdoutOf(cmd), stderr: stderr.String()}
 		t.Logf("as nobody: exit %d\n%s", r.code, r.stderr)
 		r.want(t, 0, "reading WAL over SQL (pg_read_binary_file): WAL directory not readable for staging", "permission denied")
 		backupDir := filepath.Join(st, "fallback")
