@@ -14,7 +14,12 @@ import (
 // backup waits for the archiver, and a failing archive_command is reported
 // with what pg_stat_archiver says about it.
 func TestArchive(t *testing.T) {
-	in := pgtest.DefaultInstall(t)
+	for _, tg := range pgtest.SpotTargets(t) {
+		t.Run(tg.Name(), func(t *testing.T) { archive(t, tg.Install) })
+	}
+}
+
+func archive(t *testing.T, in pgtest.Install) {
 	archive := pgtest.TempDir(t)
 	broken := filepath.Join(archive, "broken")
 	b := newBench(t, in, pgtest.Options{Conf: []string{

@@ -19,7 +19,12 @@ import (
 // keeps its tables in ts1 and its indexes in ts2. The backup is restored
 // with both tablespaces relocated while the original runs, then in place.
 func TestTablespaces(t *testing.T) {
-	in := pgtest.DefaultInstall(t)
+	for _, tg := range pgtest.SpotTargets(t) {
+		t.Run(tg.Name(), func(t *testing.T) { tablespaces(t, tg.Install) })
+	}
+}
+
+func tablespaces(t *testing.T, in pgtest.Install) {
 	fs1, fs2, fs3 := btrfstest.New(t, 4<<30), btrfstest.New(t, 4<<30), btrfstest.New(t, 4<<30)
 	sub := func(fs *btrfstest.FS, name string) string {
 		p := fs.Subvolume(t, name)

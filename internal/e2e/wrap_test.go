@@ -80,7 +80,13 @@ func tmpfsIn(t *testing.T, parent, opts string) string {
 }
 
 func TestWrapper(t *testing.T) {
-	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	for _, tg := range pgtest.SpotTargets(t) {
+		t.Run(tg.Name(), func(t *testing.T) { wrapper(t, tg.Install) })
+	}
+}
+
+func wrapper(t *testing.T, in pgtest.Install) {
+	c := pgtest.New(t, in, pgtest.Options{})
 	db := c.DB(t)
 	env := c.Env()
 	work := t.TempDir()
@@ -290,7 +296,7 @@ func TestWrapper(t *testing.T) {
 	})
 
 	t.Run("unusable staging refused before the database", func(t *testing.T) {
-		ro := tmpfs(t, "ro,size=1m")
+		ro := tmpfs(t, "ro,size=1m,mode=0700")
 		file := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(file, nil, 0o600)
 		marker := filepath.Join(work, "ro-ran")
@@ -310,7 +316,7 @@ func TestWrapper(t *testing.T) {
 
 	t.Run("staging full while copying WAL", func(t *testing.T) {
 		// Room for the label, not for a WAL segment.
-		small := tmpfs(t, "size=4m")
+		small := tmpfs(t, "size=4m,mode=0700")
 		r := runTool(t, env, "--staging", small, "--label", "full", "--fast", "--", "true")
 		r.want(t, 1, "collect-wal", "no space left on device", "nothing was published")
 		assertNothingPublished(t, small)

@@ -84,3 +84,18 @@ func MajorTargets(t testing.TB) []Target {
 	}
 	return majors
 }
+
+// SpotTargets are the system's server and, of the majors Matrix selects,
+// 10, 14 and 18: the oldest, the last with pg_start_backup, and the newest.
+// They are for suites too long to run on every major that must still meet
+// each backup API.
+func SpotTargets(t testing.TB) []Target {
+	t.Helper()
+	targets := []Target{{Install: DefaultInstall(t)}}
+	for _, tg := range MajorTargets(t) {
+		if tg.Major == 10 || tg.Major == 14 || tg.Major == 18 {
+			targets = append(targets, tg)
+		}
+	}
+	return targets
+}
