@@ -110,7 +110,7 @@ func (d *Dir) OpenRegular(name string) (*os.File, fs.FileInfo, error) {
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
-		err = &fs.PathError{Op: "open", Path: d.Join(name), Err: fmt.Errorf("%w (%s)", ErrNotRegular, kind(fi.Mode()))}
+		err = &fs.PathError{Op: "open", Path: d.Join(name), Err: fmt.Errorf("%w (%s)", ErrNotRegular, Kind(fi.Mode()))}
 	}
 	if err != nil {
 		f.Close()
@@ -141,22 +141,6 @@ func (d *Dir) ReadFile(name string, limit int64) ([]byte, error) {
 // Create creates name, which must not exist, for writing.
 func (d *Dir) Create(name string, perm os.FileMode) (*os.File, error) {
 	return d.openat(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, uint32(perm.Perm()))
-}
-
-// OpenAppend opens the existing regular file name for appending.
-func (d *Dir) OpenAppend(name string) (*os.File, error) {
-	f, err := d.openat(name, unix.O_WRONLY|unix.O_APPEND|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		if err == nil {
-			err = fmt.Errorf("%w (%s)", ErrNotRegular, kind(fi.Mode()))
-		}
-		return nil, &fs.PathError{Op: "open", Path: d.Join(name), Err: err}
-	}
-	return f, nil
 }
 
 // Lstat describes name itself: a symbolic link is described, not followed.
@@ -225,6 +209,25 @@ func (d *Dir) Lchown(name string, uid, gid int) error {
 	defer p.Close()
 	if err := unix.Fchownat(p.Fd(), base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return &fs.PathError{Op: "chown", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// Rename renames the file from to to, replacing what to names; both stay
+// beneath d and no link on the way is followed.
+func (d *Dir) Rename(from, to string) error {
+	fp, fbase, err := d.parent(from)
+	if err != nil {
+		return err
+	}
+	defer fp.Close()
+	tp, tbase, err := d.parent(to)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	if err := unix.Renameat(fp.Fd(), fbase, tp.Fd(), tbase); err != nil {
+		return &fs.PathError{Op: "rename", Path: d.Join(from), Err: err}
 	}
 	return nil
 }
@@ -310,7 +313,8 @@ func (d *Dir) Sync() error {
 // Stat describes d itself.
 func (d *Dir) Stat() (fs.FileInfo, error) { return d.f.Stat() }
 
-func kind(m fs.FileMode) string {
+// Kind names what a file is, for messages: "a FIFO", "a symbolic link".
+func Kind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"

@@ -103,9 +103,6 @@ func TestCreateNeverFollows(t *testing.T) {
 			t.Errorf("Create(%q) succeeded", name)
 		}
 	}
-	if _, err := d.OpenAppend("out"); err == nil {
-		t.Error("OpenAppend through a link succeeded")
-	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(root), "nowhere")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("Create followed a dangling link")
 	}
@@ -192,7 +189,7 @@ func TestCheckPrivate(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := CheckPrivate(tt.dir)
+			_, err := CheckPrivate(tt.dir)
 			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("CheckPrivate(%s) = %v, want %q", tt.dir, err, tt.want)
 			}
