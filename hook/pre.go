@@ -44,7 +44,7 @@ func Pre(ctx context.Context, spec Spec, exe string) (*State, error) {
 	if err := absolute(&spec.Backup.Staging, &spec.Backup.PGData, &spec.RunDir); err != nil {
 		return nil, backup.UsageError(err)
 	}
-	if err := makeDirs(spec.Backup.Staging, spec.RunDir); err != nil {
+	if err := makeDirs(&spec.Backup.Staging, &spec.RunDir); err != nil {
 		return nil, &backup.PhaseError{Phase: backup.PhaseStaging, Err: err}
 	}
 	d := runDir(spec.RunDir)
@@ -166,16 +166,24 @@ func absolute(paths ...*string) error {
 }
 
 // makeDirs creates the staging directory (not its parents, as a wrapped run
-// would) and the run directory, private to the user, and refuses either
-// when someone else could change it.
-func makeDirs(dirs ...string) error {
+// would) and the run directory, private to the user, refuses either when
+// someone else could change it, and replaces each path with the one that
+// was checked, links resolved.
+func makeDirs(dirs ...*string) error {
 	for _, dir := range dirs {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("create %s: %w", dir, err)
+		if _, err := os.Stat(*dir); errors.Is(err, os.ErrNotExist) {
+			if err := beneath.CheckAncestors(*dir); err != nil {
+				return err
+			}
+			if err := os.Mkdir(*dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("create %s: %w", *dir, err)
+			}
 		}
-		if err := beneath.CheckPrivate(dir); err != nil {
+		checked, err := beneath.CheckPrivate(*dir)
+		if err != nil {
 			return err
 		}
+		*dir = checked
 	}
 	return nil
 }

@@ -61,6 +61,9 @@ func prepare(root, label string, rename func(from, to string) error) (*Staging, 
 	fi, err := os.Stat(root)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		if err := beneath.CheckAncestors(root); err != nil {
+			return nil, fmt.Errorf("create staging directory: %w", err)
+		}
 		if err := os.Mkdir(root, 0o700); err != nil {
 			return nil, fmt.Errorf("create staging directory: %w", err)
 		}
@@ -69,7 +72,7 @@ func prepare(root, label string, rename func(from, to string) error) (*Staging, 
 	case !fi.IsDir():
 		return nil, fmt.Errorf("staging directory %s: not a directory", root)
 	}
-	if err := beneath.CheckPrivate(root); err != nil {
+	if root, err = beneath.CheckPrivate(root); err != nil {
 		return nil, fmt.Errorf("staging directory: %w", err)
 	}
 	final := filepath.Join(root, label)
@@ -171,7 +174,8 @@ func lockStaging(root string) (*os.File, error) {
 // Sweep removes the partial backups in the staging directory root that no
 // live run holds, and says what it removed or could not remove.
 func Sweep(root string) []string {
-	if err := beneath.CheckPrivate(root); err != nil {
+	root, err := beneath.CheckPrivate(root)
+	if err != nil {
 		return []string{fmt.Sprintf("could not look for partial backups of dead runs: %v", err)}
 	}
 	guard, err := lockStaging(root)
