@@ -35,20 +35,29 @@ type runningServer struct {
 	dir string // its data directory, as its process sees it
 }
 
-// runningServers lists the postmasters on this host that this process may
-// inspect (root sees all): a process whose working directory holds a
-// postmaster.pid naming that process. A snapshot's stale postmaster.pid
-// names a pid that is either gone or works elsewhere.
+// runningServers lists the server processes on this host that this process
+// may inspect (root sees all): a process named postgres or postmaster (in a
+// container too, whose pids postmaster.pid does not know), or one whose
+// working directory holds a postmaster.pid naming it. A server process's
+// working directory is its data directory. A snapshot's stale
+// postmaster.pid names a pid that is either gone or works elsewhere.
 func runningServers() []runningServer {
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	var out []runningServer
 	for _, p := range procs {
 		pid, err := strconv.Atoi(filepath.Base(p))
-		if err != nil || pidFileOwner(filepath.Join(p, "cwd")) != pid {
+		if err != nil {
 			continue
 		}
-		dir, _ := os.Readlink(filepath.Join(p, "cwd"))
-		out = append(out, runningServer{pid: pid, dir: dir})
+		comm, _ := os.ReadFile(filepath.Join(p, "comm"))
+		name := strings.TrimSpace(string(comm))
+		if name != "postgres" && name != "postmaster" && pidFileOwner(filepath.Join(p, "cwd")) != pid {
+			continue
+		}
+		dir, err := os.Readlink(filepath.Join(p, "cwd"))
+		if err == nil {
+			out = append(out, runningServer{pid: pid, dir: dir})
+		}
 	}
 	return out
 }
@@ -84,7 +93,7 @@ func usedBy() map[fileID]string {
 	used := map[fileID]string{}
 	for _, s := range runningServers() {
 		cwd := filepath.Join("/proc", strconv.Itoa(s.pid), "cwd")
-		who := fmt.Sprintf("the server is running on %s (pid %d)", s.dir, s.pid)
+		who := fmt.Sprintf("the server is running on %q (pid %d)", s.dir, s.pid)
 		links, _ := filepath.Glob(filepath.Join(cwd, "pg_tblspc", "*"))
 		for _, p := range append([]string{cwd, filepath.Join(cwd, "pg_wal")}, links...) {
 			if id, ok := statID(p); ok {

@@ -78,7 +78,8 @@ func (o Options) Validate() error {
 }
 
 // timeLayouts are the recovery_target_time forms accepted.
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"}
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07",
+	"2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"}
 
 // recoveryTarget renders Target as recovery settings.
 func recoveryTarget(target string) ([]string, error) {
@@ -106,7 +107,7 @@ func checkTargetAfterEnd(target string, m *staged.Manifest) error {
 		return fmt.Errorf("--target %s is before the end of backup %s (%s): recovery cannot stop before it is consistent", target, m.Label, m.StopLSN)
 	}
 	// A time without a zone is the server's local time, unknown here.
-	for _, layout := range timeLayouts[:3] {
+	for _, layout := range timeLayouts[:len(timeLayouts)-1] {
 		if t, err := time.Parse(layout, target); err == nil && t.Before(m.StoppedAt) {
 			return fmt.Errorf("--target %s is before the end of backup %s (%s): recovery cannot stop before it is consistent",
 				target, m.Label, m.StoppedAt.Format(time.RFC3339))
@@ -114,6 +115,13 @@ func checkTargetAfterEnd(target string, m *staged.Manifest) error {
 	}
 	return nil
 }
+
+// postgresql.auto.conf, which takes the recovery settings from 12 on, and
+// the most of it restore reads.
+const (
+	autoConf    = "postgresql.auto.conf"
+	maxAutoConf = 16 << 20
+)
 
 // Files PostgreSQL would misread in a restored data directory: a server's
 // run files and earlier recovery or backup state.
@@ -268,7 +276,7 @@ func (p *plan) checkTarget() error {
 		case err != nil:
 			return fmt.Errorf("target: %w", err)
 		case !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0:
-			return fmt.Errorf("target: %s is %s, which PostgreSQL never makes: refused", name, fi.Mode().Type())
+			return fmt.Errorf("target: %s is %s, which PostgreSQL never makes: refused", name, beneath.Kind(fi.Mode()))
 		case name == staged.LabelFile:
 			problems = append(problems, "target already holds a backup_label (--force to replace it)")
 		}
@@ -277,10 +285,10 @@ func (p *plan) checkTarget() error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	if !p.major.RecoveryConf {
-		fi, err := p.pgdata.Lstat("postgresql.auto.conf")
+		fi, err := p.pgdata.Lstat(autoConf)
 		switch {
 		case err == nil && !fi.Mode().IsRegular():
-			return fmt.Errorf("target: postgresql.auto.conf is %s, which PostgreSQL never makes: refused", fi.Mode().Type())
+			return fmt.Errorf("target: %s is %s, which PostgreSQL never makes: refused", autoConf, beneath.Kind(fi.Mode()))
 		case err == nil:
 			p.autoConf = true
 		case !errors.Is(err, fs.ErrNotExist):
@@ -308,7 +316,7 @@ func (p *plan) checkWALDir() error {
 	case !isLink && o.WALDir != "":
 		return errors.New("--wal-dir is for a target whose pg_wal is a link to another volume; this one's is a directory")
 	case !isLink && !fi.IsDir():
-		return fmt.Errorf("the target's pg_wal is %s", fi.Mode().Type())
+		return fmt.Errorf("the target's pg_wal is %s", beneath.Kind(fi.Mode()))
 	case !isLink:
 		if p.walDir, err = p.pgdata.Sub("pg_wal"); err != nil {
 			return err
@@ -322,27 +330,36 @@ func (p *plan) checkWALDir() error {
 		}
 	}
 	if fi, err := p.walDir.Lstat("archive_status"); err == nil && !fi.IsDir() {
-		return fmt.Errorf("%s is %s, which PostgreSQL never makes: refused", p.walDir.Join("archive_status"), fi.Mode().Type())
+		return fmt.Errorf("%s is %s, which PostgreSQL never makes: refused", p.walDir.Join("archive_status"), beneath.Kind(fi.Mode()))
 	}
 	return nil
 }
 
-// checkForeignWAL says what in --wal-dir is not WAL of the backup's
-// cluster: a restore empties it.
+// checkForeignWAL says what in --wal-dir a restore, which empties it,
+// would lose: files PostgreSQL does not keep in a WAL directory, WAL of
+// another cluster, and WAL written after the backup (the original
+// cluster's newer WAL, an archive). A recycled segment still holds an
+// older one of the cluster and a preallocated one zeros: both go.
 func (p *plan) checkForeignWAL() error {
 	entries, err := p.walDir.ReadDir(".")
 	if err != nil {
 		return err
 	}
+	m := p.m
+	sysID, _ := strconv.ParseUint(m.SystemIdentifier, 10, 64)
+	stop := pgformat.SegmentNo(m.StopLSN-1, m.WALSegmentSize)
 	for _, e := range entries {
 		name := e.Name()
+		seg := strings.TrimSuffix(name, ".partial")
 		switch {
-		case name == "archive_status" && e.IsDir():
+		case e.IsDir() && (name == "archive_status" || name == "summaries"):
 			continue
-		case !e.Type().IsRegular() || !pgformat.IsWALFileName(name):
+		case !e.Type().IsRegular():
+			return fmt.Errorf("holds %s, %s", name, beneath.Kind(e.Type()))
+		case strings.HasPrefix(name, "xlogtemp."), pgformat.IsHistoryName(name), pgformat.IsBackupHistoryName(name):
+			continue
+		case !pgformat.IsSegmentName(seg):
 			return fmt.Errorf("holds %s, which is not WAL", name)
-		case !pgformat.IsSegmentName(name):
-			continue
 		}
 		f, _, err := p.walDir.OpenRegular(name)
 		if err != nil {
@@ -351,14 +368,27 @@ func (p *plan) checkForeignWAL() error {
 		header := make([]byte, pgformat.LongHeaderSize)
 		n, _ := io.ReadFull(f, header)
 		f.Close()
-		// A recycled segment still holds an older one of the cluster; a
-		// preallocated one holds zeros.
-		id, ok := pgformat.HeaderSystemID(header[:n])
-		if !(ok && strconv.FormatUint(id, 10) == p.m.SystemIdentifier) && strings.Trim(string(header[:n]), "\x00") != "" {
-			return fmt.Errorf("holds %s, which is not WAL of cluster %s", name, p.m.SystemIdentifier)
+		if strings.Trim(string(header[:n]), "\x00") == "" {
+			continue
+		}
+		if id, ok := pgformat.HeaderSystemID(header[:n]); !ok || id != sysID {
+			return fmt.Errorf("holds %s, which is not WAL of cluster %s", name, m.SystemIdentifier)
+		}
+		tli, segNo := segmentOf(seg, m.WALSegmentSize)
+		written := pgformat.CheckSegmentHeader(header[:n], segNo, m.WALSegmentSize, sysID) == nil
+		if written && (segNo > stop || tli > m.Timeline) {
+			return fmt.Errorf("holds %s, WAL written after the backup (which ends in %s), that emptying it would lose", name, m.StopWAL)
 		}
 	}
 	return nil
+}
+
+// segmentOf is the timeline and segment number a valid segment name names.
+func segmentOf(name string, segSize uint64) (tli uint32, segNo uint64) {
+	t, _ := strconv.ParseUint(name[:8], 16, 32)
+	log, _ := strconv.ParseUint(name[8:16], 16, 32)
+	seg, _ := strconv.ParseUint(name[16:24], 16, 32)
+	return uint32(t), log*(1<<32/segSize) + seg
 }
 
 // checkInUse refuses a WAL directory or tablespace location that a running
@@ -367,6 +397,11 @@ func (p *plan) checkForeignWAL() error {
 // by device and inode, so no other path to them slips through.
 func (p *plan) checkInUse() error {
 	used := usedBy()
+	// The WAL directory restore empties: pg_wal may be a mount point of
+	// another cluster's, which no link check sees.
+	if fi, err := p.walDir.Stat(); err == nil && used[idOf(fi)] != "" {
+		return fmt.Errorf("%s is in use: %s: stop it, or restore elsewhere", p.walDir.Name(), used[idOf(fi)])
+	}
 	var mine []string
 	if p.o.WALDir != "" {
 		mine = append(mine, p.o.WALDir)
@@ -434,9 +469,9 @@ func Prepare(ctx context.Context, o Options) (*staged.Manifest, error) {
 	defer p.close()
 	if err := p.write(ctx); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: the target is half restored: restore its snapshot again", context.Cause(ctx))
+			err = context.Cause(ctx)
 		}
-		return nil, fmt.Errorf("%w: the target is half restored: restore its snapshot again", err)
+		return nil, fmt.Errorf("%w: %s is half restored: restore its snapshot again", err, o.PGData)
 	}
 	return p.m, nil
 }
@@ -559,6 +594,12 @@ func endsAtWALEnd(o Options, m *staged.Manifest) bool {
 // writeRecovery writes recovery.conf (10, 11) or recovery.signal plus
 // settings appended to postgresql.auto.conf (12+), which override earlier
 // lines of the same name.
+// quoteSetting quotes a value for postgresql.conf as ALTER SYSTEM does:
+// the configuration parser reads backslash escapes in quoted values.
+func quoteSetting(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(v) + "'"
+}
+
 func (p *plan) writeRecovery() error {
 	target, _ := recoveryTarget(p.o.Target)
 	if endsAtWALEnd(p.o, p.m) {
@@ -570,7 +611,7 @@ func (p *plan) writeRecovery() error {
 	}
 	lines := append([]string{
 		"# written by pgfbb-wrap restore at " + time.Now().UTC().Format(time.RFC3339),
-		"restore_command = '" + strings.ReplaceAll(cmd, "'", "''") + "'",
+		"restore_command = " + quoteSetting(cmd),
 	}, target...)
 	lines = append(lines, "recovery_target_action = 'promote'")
 	text := []byte(strings.Join(lines, "\n") + "\n")
@@ -580,22 +621,22 @@ func (p *plan) writeRecovery() error {
 	if err := p.create(p.pgdata, "recovery.signal", nil); err != nil {
 		return err
 	}
-	if !p.autoConf {
-		return p.create(p.pgdata, "postgresql.auto.conf", text)
+	// A new file renamed over the old one: the old one may be a hard link
+	// to a file outside the target, which appending would change.
+	var old []byte
+	if p.autoConf {
+		var err error
+		if old, err = p.pgdata.ReadFile(autoConf, maxAutoConf); err != nil {
+			return err
+		}
+		old = append(old, '\n')
 	}
-	f, err := p.pgdata.OpenAppend("postgresql.auto.conf")
-	if err != nil {
+	const tmp = autoConf + ".pgfbb-new"
+	if err := p.pgdata.Remove(tmp); err != nil {
 		return err
 	}
-	_, err = f.Write(append([]byte("\n"), text...))
-	if err == nil {
-		err = p.finish(f)
+	if err := p.create(p.pgdata, tmp, append(old, text...)); err != nil {
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("append recovery settings: %w", err)
-	}
-	return nil
+	return p.pgdata.Rename(tmp, autoConf)
 }

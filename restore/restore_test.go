@@ -180,3 +180,16 @@ func TestTargetAfterEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestQuoteSetting(t *testing.T) {
+	for in, want := range map[string]string{
+		`cp /a/%f "%p"`:             `'cp /a/%f "%p"'`,
+		`cp /mnt/my\ archive/%f %p`: `'cp /mnt/my\\ archive/%f %p'`,
+		`trailing\`:                 `'trailing\\'`,
+		`it's`:                      `'it''s'`,
+	} {
+		if got := quoteSetting(in); got != want {
+			t.Errorf("quoteSetting(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
