@@ -12,10 +12,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	_ "github.com/lib/pq" // the rehearsal's query
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/staged"
 )
@@ -76,8 +78,13 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 		return nil, err
 	}
 	copyDir, sock := filepath.Join(scratch, "data"), filepath.Join(scratch, "sock")
-	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", o.PGData, copyDir).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("copy %s: %v: %s", o.PGData, err, bytes.TrimSpace(out))
+	// cp copies a link as a link: copy what --pgdata names.
+	src, err := filepath.EvalSymlinks(o.PGData)
+	if err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", src, copyDir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy %s: %v: %s", src, err, bytes.TrimSpace(out))
 	}
 	fi, err := os.Stat(copyDir)
 	if err != nil {
@@ -109,7 +116,25 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	if err != nil {
 		return nil, err
 	}
-	logFile := filepath.Join(sock, "server.log")
+	// The log is in the rehearsal's own directory, where the server's user
+	// may write it but not put anything else in its place.
+	const logName = "server.log"
+	logFile := filepath.Join(scratch, logName)
+	if err := os.WriteFile(logFile, nil, 0o600); err != nil {
+		return nil, err
+	}
+	if err := giveTo(logFile, owner); err != nil {
+		return nil, err
+	}
+	scratchDir, err := beneath.Open(scratch)
+	if err != nil {
+		return nil, err
+	}
+	defer scratchDir.Close()
+	readLog := func() []byte {
+		data, _ := scratchDir.ReadFile(logName, 64<<20)
+		return data
+	}
 	pgctl := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(filepath.Join(o.BinDir, "pg_ctl"), args...)
 		cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Join(o.BinDir, "..", "lib"))
@@ -119,12 +144,15 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 		}
 		return cmd
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c hba_file=%s -c archive_mode=off -c cluster_name=pgfbb-rehearsal -c lc_messages=C", port, sock, hba)
+	// The command line overrides what the copy's configuration says about
+	// where the data, the socket and a pid file go.
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c hba_file=%s -c data_directory=%s -c external_pid_file='' "+
+		"-c archive_mode=off -c cluster_name=pgfbb-rehearsal -c lc_messages=C", port, quote(sock), quote(hba), quote(copyDir))
 	started := time.Now()
+	defer pgctl("stop", "-D", copyDir, "-m", "immediate", "-w").Run()
 	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("start rehearsal server: %v: %s", err, bytes.TrimSpace(out))
 	}
-	defer pgctl("stop", "-D", copyDir, "-m", "immediate", "-w").Run()
 
 	r := &Rehearsal{Label: m.Label, Copy: copyDir}
 	deadline := time.Now().Add(o.Timeout)
@@ -136,7 +164,7 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	defer db.Close()
 	for {
 		if r.ToConsistency == 0 {
-			if log, _ := os.ReadFile(logFile); bytes.Contains(log, []byte("consistent recovery state reached")) {
+			if bytes.Contains(readLog(), []byte("consistent recovery state reached")) {
 				r.ToConsistency = time.Since(started)
 			}
 		}
@@ -145,14 +173,14 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 			r.ToReady = time.Since(started)
 			break
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("recovery did not finish within %s; server log:\n%s", o.Timeout, logTail(logFile))
+			return nil, fmt.Errorf("recovery did not finish within %s; server log:\n%s", o.Timeout, tail(readLog()))
 		}
 		if exited(copyDir) {
-			return nil, fmt.Errorf("rehearsal server stopped during recovery; server log:\n%s", logTail(logFile))
+			return nil, fmt.Errorf("rehearsal server stopped during recovery; server log:\n%s", tail(readLog()))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -172,13 +200,14 @@ func exited(pgdata string) bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
-func logTail(path string) string {
-	data, _ := os.ReadFile(path)
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
-	}
-	return string(data)
+// tail is the end of a log, for an error message.
+func tail(log []byte) string {
+	return string(log[max(0, len(log)-4000):])
 }
+
+// quote quotes a value for the postgres command line that pg_ctl passes
+// through a shell.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'" }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
