@@ -59,7 +59,12 @@ func FuzzWALList(f *testing.F) {
 		if err != nil {
 			return
 		}
+		seen := map[string]bool{}
 		for _, n := range names {
+			if seen[n] {
+				t.Fatalf("checked wal_list names %q twice", n)
+			}
+			seen[n] = true
 			if _, ok := files[WALDir+"/"+n]; !ok || !pgformat.IsWALFileName(n) {
 				t.Fatalf("checked wal_list names %q", n)
 			}

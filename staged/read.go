@@ -74,7 +74,7 @@ func (m *Manifest) check() (map[string]File, error) {
 	if err := ValidateLabel(m.Label); err != nil {
 		return bad("%v", err)
 	}
-	if m.ServerVersionNum < 100000 || m.ServerVersionNum >= 10000000 {
+	if m.ServerVersionNum < 100000 || m.ServerVersionNum >= 1000000 {
 		return bad("server_version_num %d is not a PostgreSQL 10 or later", m.ServerVersionNum)
 	}
 	if err := pgformat.ValidateSegmentSize(m.WALSegmentSize); err != nil {
@@ -262,7 +262,12 @@ func (b *Backup) WALList(ctx context.Context) ([]string, error) {
 // parseWALList reads wal_list: WAL file names that files lists under wal/.
 func parseWALList(data []byte, files map[string]File) ([]string, error) {
 	names := strings.Fields(string(data))
+	seen := make(map[string]bool, len(names))
 	for _, name := range names {
+		if seen[name] {
+			return nil, fmt.Errorf("%s: %s is listed twice", WALListFile, name)
+		}
+		seen[name] = true
 		if !pgformat.IsWALFileName(name) {
 			return nil, fmt.Errorf("%s: %q is not a WAL file name", WALListFile, name)
 		}

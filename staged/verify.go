@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 )
 
@@ -24,8 +25,16 @@ type Verification struct {
 	Notes    []string // what could not be checked, and why
 }
 
+// maxProblems bounds the list: a forged manifest can name a million files.
+const maxProblems = 100
+
 func (v *Verification) problem(format string, args ...any) {
-	v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
+	switch n := len(v.Problems); {
+	case n < maxProblems:
+		v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
+	case n == maxProblems:
+		v.Problems = append(v.Problems, "more problems not listed")
+	}
 }
 
 // Verify checks that the staged backup in dir is complete and intact:
@@ -100,7 +109,7 @@ func (v *Verification) checkFiles(ctx context.Context, b *Backup) error {
 			switch {
 			case name == ManifestFile || (name == WALDir && e.IsDir()):
 			case !e.Type().IsRegular():
-				v.problem("%s: %s, not a file of a staged backup", name, e.Type())
+				v.problem("%s: %s, not a file of a staged backup", name, beneath.Kind(e.Type()))
 			case b.files[name] == (File{}):
 				v.problem("%s: not in the manifest", name)
 			}
