@@ -105,7 +105,7 @@ func (d runDir) check() error {
 	if _, err := os.Stat(string(d)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err := beneath.CheckPrivate(string(d)); err != nil {
+	if _, err := beneath.CheckPrivate(string(d)); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
 	return nil
@@ -310,9 +310,16 @@ func (e *Entry) started() time.Time {
 	return time.Time{}
 }
 
-// readJSON reads a file written by writeJSON; a missing file is nil.
+// readJSON reads a file written by writeJSON; a missing file is nil. Only
+// a regular file of a sane size is read: a FIFO planted there must not hang
+// status or post.
 func readJSON[T any](path string) (*T, error) {
-	data, err := os.ReadFile(path)
+	dir, err := beneath.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	data, err := dir.ReadFile(filepath.Base(path), 1<<20)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
