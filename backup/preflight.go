@@ -161,5 +161,16 @@ func (r *run) checkWALDir(srv *pgbackup.Server) string {
 	if srv.SystemID != 0 && id != srv.SystemID {
 		return fmt.Sprintf("data directory %s belongs to another cluster (system identifier %d, server has %d)", r.pgdata, id, srv.SystemID)
 	}
+	if r.opts.PGData != "" && srv.DataDirectory != "" && !sameDir(r.opts.PGData, srv.DataDirectory) {
+		// A copy of the data directory has the same system identifier.
+		return fmt.Sprintf("--pgdata %s is not the server's data directory %s", r.opts.PGData, srv.DataDirectory)
+	}
 	return ""
+}
+
+// sameDir tells whether two paths name one directory, by device and inode.
+func sameDir(a, b string) bool {
+	fa, erra := os.Stat(a)
+	fb, errb := os.Stat(b)
+	return erra == nil && errb == nil && os.SameFile(fa, fb)
 }
