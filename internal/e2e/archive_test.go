@@ -85,7 +85,8 @@ func archive(t *testing.T, in pgtest.Install) {
 	t.Run("without access to the data directory pg_stat_archiver decides", func(t *testing.T) {
 		// A role without pg_read_all_settings cannot learn data_directory.
 		pgtest.Exec(t, db, "CREATE ROLE archcheck LOGIN REPLICATION")
-		pgtest.Exec(t, db, "GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean) TO archcheck")
+		start, stop := in.BackupFunctions()
+		pgtest.Exec(t, db, "GRANT EXECUTE ON FUNCTION "+start+", "+stop+" TO archcheck")
 		st := staging(t)
 		runTool(t, append(env, "PGUSER=archcheck"), "--staging", st, "--label", "sql", "--fast", "--wal=archive", "--", "true").want(t, 0)
 		if m := readManifest(t, filepath.Join(st, "sql")); m.Archive == nil || !m.Archive.Confirmed || m.Archive.Method != "pg_stat_archiver" {

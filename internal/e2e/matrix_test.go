@@ -20,10 +20,7 @@ func TestPrivilegesAcrossVersions(t *testing.T) {
 		t.Run(tg.Name(), func(t *testing.T) {
 			c := pgtest.New(t, tg.Install, pgtest.Options{})
 			db := c.DB(t)
-			start, stop := "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
-			if tg.Major < 15 {
-				start, stop = "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
-			}
+			start, stop := tg.BackupFunctions()
 
 			pgtest.Exec(t, db, "CREATE ROLE nobody LOGIN")
 			r := runTool(t, append(c.Env(), "PGUSER=nobody"), "--staging", filepath.Join(t.TempDir(), "s"), "--", "true")

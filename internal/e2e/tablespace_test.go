@@ -157,7 +157,7 @@ func tablespaces(t *testing.T, in pgtest.Install) {
 		// The snapshot's pg_wal still links to the running cluster's WAL,
 		// and its tablespace_map names the running cluster's tablespaces.
 		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir).want(t, 3, "pg_wal is a link to "+waldir, "--wal-dir")
-		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir, "--wal-dir", newWAL).want(t, 3, "is in use: the server is running on "+data)
+		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir, "--wal-dir", newWAL).want(t, 3, "is in use: the server is running on \""+data+"\"")
 		runTool(t, nil, "restore", "--staged", backupDir, "--pgdata", dir, "--wal-dir", newWAL, "--tablespace-mapping", "/nowhere=/x").want(t, 3, "no tablespace of the backup is at /nowhere")
 		runTool(t, nil, "restore", "--rehearse", "--staged", backupDir, "--pgdata", dir).want(t, 3, "has tablespaces or pg_wal on another volume")
 

@@ -148,15 +148,17 @@ func TestThreats(t *testing.T) {
 	in := pgtest.DefaultInstall(t)
 	c := pgtest.New(t, in, pgtest.Options{})
 	st := filepath.Join(t.TempDir(), "staging")
-	runTool(t, c.Env(), "--staging", st, "--label", "good", "--fast", "--", "true").want(t, 0)
+	// The snapshot: a copy taken while the backup runs, stale
+	// postmaster.pid included.
+	snap := filepath.Join(t.TempDir(), "snap")
+	runTool(t, c.Env(), "--staging", st, "--label", "good", "--fast", "--", "cp", "-a", c.PGData, snap).want(t, 0)
 	good := filepath.Join(st, "good")
 	m := readManifest(t, good)
 
-	// snapshot is a copy of the running cluster's data directory, as a
-	// snapshot would hold it: stale postmaster.pid included.
+	// snapshot is a fresh copy of the snapshot to restore into.
 	snapshot := func(t *testing.T) string {
 		t.Helper()
-		return copyDir(t, c.PGData)
+		return copyDir(t, snap)
 	}
 	// refused runs a restore that must be refused and change nothing.
 	refused := func(t *testing.T, target string, code int, args []string, contains ...string) {
@@ -190,6 +192,112 @@ func TestThreats(t *testing.T) {
 		os.RemoveAll(filepath.Join(target, "pg_wal"))
 		os.Symlink("/nonexistent/wal", filepath.Join(target, "pg_wal"))
 		refused(t, target, 3, []string{"--staged", good, "--wal-dir", v.dir}, "holds keep, which is not WAL", "--force")
+	})
+	t.Run("restore: pg_wal is a mount of a running cluster's pg_wal", func(t *testing.T) {
+		target := snapshot(t)
+		if out, err := exec.Command("mount", "--bind", filepath.Join(c.PGData, "pg_wal"), filepath.Join(target, "pg_wal")).CombinedOutput(); err != nil {
+			t.Fatalf("mount --bind: %v: %s", err, out)
+		}
+		defer exec.Command("umount", filepath.Join(target, "pg_wal")).Run()
+		runTool(t, nil, "restore", "--staged", good, "--pgdata", target).want(t, 3, "pg_wal is in use", "is running on")
+	})
+	t.Run("restore: a server in its own pid namespace is still running", func(t *testing.T) {
+		// Where the server's user reaches it.
+		target := filepath.Join(pgtest.TempDir(t), "data")
+		if out, err := exec.Command("cp", "-a", snap, target).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+		os.Remove(filepath.Join(target, "postmaster.pid"))
+		sock := pgtest.TempDir(t)
+		server := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "runuser", "-u", "postgres", "--",
+			in.Bin("postgres"), "-D", target, "-k", sock, "-p", strconv.Itoa(pgtest.FreePort(t)), "-c", "listen_addresses=")
+		var serverLog strings.Builder
+		server.Stdout, server.Stderr = &serverLog, &serverLog
+		// Its own group, to stop unshare, runuser and the server at once;
+		// pg_ctl would signal the pid in postmaster.pid: 1, as the
+		// namespace sees it.
+		server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		server.WaitDelay = time.Second
+		if err := server.Start(); err != nil {
+			t.Fatalf("unshare: %v", err)
+		}
+		defer func() {
+			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+			server.Wait()
+		}()
+		for i := 0; ; i++ {
+			if matches, _ := filepath.Glob(filepath.Join(sock, ".s.PGSQL.*")); len(matches) > 0 {
+				break
+			}
+			if i == 200 {
+				t.Fatalf("the server in its own pid namespace never listened:\n%s", serverLog.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		runTool(t, nil, "restore", "--staged", good, "--pgdata", target).want(t, 3, "is in use", "stop it first")
+	})
+	t.Run("restore: postgresql.auto.conf hard-linked to a file elsewhere", func(t *testing.T) {
+		target := snapshot(t)
+		elsewhere := filepath.Join(filepath.Dir(target), "elsewhere.conf")
+		os.WriteFile(elsewhere, []byte("# someone else's settings\n"), 0o600)
+		os.Remove(filepath.Join(target, "postgresql.auto.conf"))
+		if err := os.Link(elsewhere, filepath.Join(target, "postgresql.auto.conf")); err != nil {
+			t.Fatal(err)
+		}
+		runTool(t, nil, "restore", "--staged", good, "--pgdata", target).want(t, 0)
+		if data, _ := os.ReadFile(elsewhere); string(data) != "# someone else's settings\n" {
+			t.Errorf("restore wrote through a hard link: %q", data)
+		}
+		if data, _ := os.ReadFile(filepath.Join(target, "postgresql.auto.conf")); !strings.Contains(string(data), "# someone else's settings\n") ||
+			!strings.Contains(string(data), "recovery_target = 'immediate'") {
+			t.Errorf("postgresql.auto.conf: %q", data)
+		}
+	})
+	t.Run("restore: --wal-dir holding WAL written after the backup", func(t *testing.T) {
+		target := snapshot(t)
+		os.RemoveAll(filepath.Join(target, "pg_wal"))
+		os.Symlink("/nonexistent/wal", filepath.Join(target, "pg_wal"))
+		db := c.DB(t)
+		for i := 0; i < 3; i++ {
+			pgtest.Exec(t, db, "CREATE TABLE IF NOT EXISTS later (i int); INSERT INTO later VALUES (1)")
+			pgtest.Exec(t, db, "SELECT pg_switch_wal()")
+		}
+		pgtest.Exec(t, db, "CHECKPOINT")
+		newer := copyDir(t, filepath.Join(c.PGData, "pg_wal"))
+		before := treeHash(t, newer)
+		refused(t, target, 3, []string{"--staged", good, "--wal-dir", newer}, "WAL written after the backup", "--force")
+		if treeHash(t, newer) != before {
+			t.Error("a refused restore changed --wal-dir")
+		}
+	})
+	t.Run("restore --rehearse: --pgdata a link, data_directory elsewhere", func(t *testing.T) {
+		target := snapshot(t)
+		elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+		f, _ := os.OpenFile(filepath.Join(target, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprintf(f, "data_directory = '%s'\n", elsewhere)
+		f.Close()
+		link := filepath.Join(t.TempDir(), "link")
+		os.Symlink(target, link)
+		before := treeHash(t, target)
+		runTool(t, nil, "restore", "--rehearse", "--staged", good, "--pgdata", link, "--pg-bin", in.BinDir,
+			"--rehearse-timeout", "2m").want(t, 0, "rehearsal of good ok")
+		if treeHash(t, target) != before {
+			t.Error("a rehearsal changed its target")
+		}
+		if _, err := os.Stat(elsewhere); !os.IsNotExist(err) {
+			t.Errorf("the rehearsal server used the copy's data_directory: %v", err)
+		}
+	})
+	t.Run("verify, restore: wal_list names a file twice", func(t *testing.T) {
+		bad := copyDir(t, good)
+		list, _ := os.ReadFile(filepath.Join(bad, staged.WALListFile))
+		forgeFile(t, bad, staged.WALListFile, append(list, list...))
+		runTool(t, nil, "verify", bad).want(t, 1, "listed twice")
+		refused(t, snapshot(t), 3, []string{"--staged", bad}, "listed twice")
+	})
+	t.Run("backup: --pgdata names a copy of the data directory", func(t *testing.T) {
+		r := runTool(t, c.Env(), "--staging", filepath.Join(t.TempDir(), "s"), "--pgdata", snapshot(t), "--fast", "--", "true")
+		r.want(t, 3, "is not the server's data directory")
 	})
 	t.Run("verify, restore: wal_list names a file outside the backup", func(t *testing.T) {
 		bad := copyDir(t, good)

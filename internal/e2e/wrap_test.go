@@ -331,7 +331,8 @@ func wrapper(t *testing.T, in pgtest.Install) {
 	t.Run("missing privileges are named", func(t *testing.T) {
 		pgtest.Exec(t, db, "CREATE ROLE nobody LOGIN")
 		r := runTool(t, append(env, "PGUSER=nobody"), "--staging", staging(t), "--label", "weak", "--", "true")
-		r.want(t, 3, "preflight", "lacks EXECUTE on pg_catalog.pg_backup_start", "lacks REPLICATION", "pass --pgdata")
+		start, _ := in.BackupFunctions()
+		r.want(t, 3, "preflight", "lacks EXECUTE on "+start, "lacks REPLICATION", "pass --pgdata")
 		waitClean(t, db)
 	})
 

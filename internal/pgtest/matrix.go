@@ -99,3 +99,13 @@ func SpotTargets(t testing.TB) []Target {
 	}
 	return targets
 }
+
+// BackupFunctions are the backup functions of the install's major as GRANT
+// names them: written here apart from pgbackup's table, so that tests check
+// that table rather than repeat it.
+func (in Install) BackupFunctions() (start, stop string) {
+	if in.Major < 15 {
+		return "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
+	}
+	return "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
+}
