@@ -34,6 +34,10 @@ const exitCodes = `EXIT CODES:
         was published; the backup was stopped, or PostgreSQL aborted it with its session (the report says which)`
 
 func main() {
+	// The manifest records the version that wrote it; -v is --verbose.
+	backup.Version = toolVersion()
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, "pgfbb-wrap", c.App.Version) }
 	ctx, force, stop := runner.NotifyContext(context.Background())
 	args, command := splitCommand(os.Args)
 	err := newApp(force, command).RunContext(ctx, args)
@@ -78,7 +82,8 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			"PGFBB_STAGING_DIR and PGFBB_VOLUMES, and ${PGFBB_...} in its arguments is replaced by their values.\n" +
 			"For orchestrators that only run a command before and one after the snapshot: pre and post.\n\n" + exitCodes,
 		HideHelpCommand: true,
-		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command)},
+		Version:         backup.Version,
+		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command), versionCommand()},
 			hookCommands(command)...),
 		Flags: append(backupFlags(),
 			&cli.StringFlag{Name: "command", Usage: "snapshot command as one `STRING`, split like a shell would but run without one"},

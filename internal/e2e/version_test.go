@@ -1,0 +1,26 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+)
+
+// TestVersion: --version and version print one line, and every manifest
+// records the same version.
+func TestVersion(t *testing.T) {
+	flag, cmd := runTool(t, nil, "--version"), runTool(t, nil, "version")
+	flag.want(t, 0, "pgfbb-wrap ", "go1.")
+	cmd.want(t, 0)
+	if flag.stdout != cmd.stdout || strings.Count(flag.stdout, "\n") != 1 {
+		t.Fatalf("--version printed %q, version %q", flag.stdout, cmd.stdout)
+	}
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "staging")
+	runTool(t, c.Env(), "--staging", st, "--label", "v", "--fast", "--", "true").want(t, 0)
+	if m := readManifest(t, filepath.Join(st, "v")); m.Tool+"\n" != flag.stdout {
+		t.Errorf("manifest tool %q, --version %q", m.Tool, flag.stdout)
+	}
+}
