@@ -83,7 +83,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			"For orchestrators that only run a command before and one after the snapshot: pre and post.\n\n" + exitCodes,
 		HideHelpCommand: true,
 		Version:         backup.Version,
-		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command), versionCommand()},
+		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command), listCommand(command), pruneCommand(command), versionCommand()},
 			hookCommands(command)...),
 		Flags: append(backupFlags(),
 			&cli.StringFlag{Name: "command", Usage: "snapshot command as one `STRING`, split like a shell would but run without one"},

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/beneath"
+	"github.com/pgfbb/pgfbb-wrap/prune"
+	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/urfave/cli/v2"
+)
+
+func pruneCommand(command []string) *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "remove old staged backups and, with --delete-command, their snapshots",
+		Description: "Keeps the newest --keep-last backups and those started within --keep-within, and always the newest\n" +
+			"complete one; never touches a backup being made or held. For each other complete backup it runs the\n" +
+			"delete command (no shell; ${PGFBB_LABEL} is the label), then removes the staged directory. A delete\n" +
+			"command that fails keeps that staged directory and makes prune exit 1. Partial directories of dead\n" +
+			"runs are removed too. The delete command goes after -- or in --delete-command:\n" +
+			"   pgfbb-wrap prune --staging DIR --keep-last 7 -- btrfs subvolume delete '/snap/${PGFBB_LABEL}'",
+		Flags: []cli.Flag{stagingFlag,
+			&cli.IntFlag{Name: "keep-last", Usage: "keep the newest `N` complete backups", EnvVars: []string{"PGFBB_KEEP_LAST"}},
+			&cli.DurationFlag{Name: "keep-within", Usage: "keep backups started within `DURATION` (168h: a week)", EnvVars: []string{"PGFBB_KEEP_WITHIN"}},
+			&cli.StringFlag{Name: "delete-command", Usage: "deletes one backup's snapshot, as one `STRING` split like a shell would", EnvVars: []string{"PGFBB_DELETE_COMMAND"}},
+			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"},
+		},
+		Action: func(c *cli.Context) error {
+			o := prune.Options{Staging: c.String("staging"), DryRun: c.Bool("dry-run"), Timeout: c.Duration("timeout"),
+				Policy:        prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
+				DeleteCommand: command,
+				Log:           func(format string, args ...any) { fmt.Fprintf(c.App.Writer, format+"\n", args...) }}
+			if err := pruneUsage(c, &o); err != nil {
+				return report(c.App.ErrWriter, backup.UsageError(err))
+			}
+			res, err := prune.Run(c.Context, o)
+			if res != nil {
+				for _, n := range res.Notes {
+					fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: %s\n", n)
+				}
+				fmt.Fprintf(c.App.Writer, "kept %d: %s\n", len(res.Kept), strings.Join(res.Kept, " "))
+			}
+			if err != nil {
+				return report(c.App.ErrWriter, err)
+			}
+			return nil
+		},
+	}
+}
+
+// pruneUsage checks prune's flags and reads --delete-command.
+func pruneUsage(c *cli.Context, o *prune.Options) error {
+	switch {
+	case o.Staging == "" || c.NArg() > 0:
+		return errors.New("prune takes --staging DIR, a keep rule, and the delete command after -- or in --delete-command")
+	case o.Policy.KeepLast < 0 || o.Policy.KeepWithin < 0 || o.Timeout < 0:
+		return errors.New("--keep-last, --keep-within and --timeout must not be negative")
+	case o.Policy.KeepLast == 0 && o.Policy.KeepWithin == 0:
+		return errors.New("give --keep-last N or --keep-within DURATION (or both): prune keeps nothing else but the newest backup")
+	case c.String("delete-command") != "" && len(o.DeleteCommand) > 0:
+		return errors.New("give the delete command either after -- or with --delete-command, not both")
+	}
+	if _, err := beneath.CheckPrivate(o.Staging); err != nil {
+		return fmt.Errorf("staging directory: %w", err)
+	}
+	if s := c.String("delete-command"); s != "" {
+		argv, err := runner.Split(s)
+		if err != nil {
+			return err
+		}
+		o.DeleteCommand = argv
+	}
+	if _, err := runner.Expand(o.DeleteCommand, map[string]string{"PGFBB_LABEL": ""}); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+)
+
+// TestListAndPrune lists a staging directory holding complete, running,
+// partial and damaged backups, then prunes it with a real btrfs delete
+// command: the newest kept, the snapshots of what goes deleted, nothing of
+// a backup whose snapshot could not be deleted.
+func TestListAndPrune(t *testing.T) {
+	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "staging")
+	snapshot := []string{"--", "btrfs", "subvolume", "snapshot", "-r", b.c.PGData, b.snaps + "/${PGFBB_LABEL}"}
+	for _, label := range []string{"b1", "b2", "b3", "b4"} {
+		runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", label, "--fast"}, snapshot...)...).want(t, 0)
+		time.Sleep(1100 * time.Millisecond) // distinct start times
+	}
+	runTool(t, b.c.Env(), "pre", "--staging", st, "--label", "held", "--fast").want(t, 0)
+	defer runTool(t, nil, "abort", "--staging", st, "--label", "held")
+	// After pre, whose run would have swept it.
+	os.Mkdir(filepath.Join(st, ".dead.partial-123"), 0o700)
+	os.Mkdir(filepath.Join(st, "broken"), 0o700)
+	os.WriteFile(filepath.Join(st, "broken", staged.ManifestFile), []byte("{"), 0o600)
+
+	r := runTool(t, nil, "list", "--staging", st, "--json")
+	r.want(t, 0)
+	var list struct {
+		FormatVersion int `json:"format_version"`
+		Backups       []struct {
+			Label, State string
+			WALFiles     int `json:"wal_files"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("list --json: %v", err)
+	}
+	states := map[string]string{}
+	var order []string
+	for _, e := range list.Backups {
+		states[e.Label] = e.State
+		if e.State == staged.StateComplete {
+			order = append(order, e.Label)
+			if e.WALFiles == 0 {
+				t.Errorf("%s: no WAL files listed", e.Label)
+			}
+		}
+	}
+	want := map[string]string{"b1": "complete", "b2": "complete", "b3": "complete", "b4": "complete",
+		"dead": "partial", "held": "running", "broken": "damaged"}
+	for label, state := range want {
+		if states[label] != state {
+			t.Errorf("%s: state %q, want %q (list %+v)", label, states[label], state, list.Backups)
+		}
+	}
+	if strings.Join(order, ",") != "b4,b3,b2,b1" || list.FormatVersion != 1 {
+		t.Errorf("complete backups in order %v, format %d; want newest first", order, list.FormatVersion)
+	}
+	runTool(t, nil, "list", "--staging", st).want(t, 0, "LABEL", "b4", "complete", "partial", "running", "damaged")
+
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	t.Run("dry run", func(t *testing.T) {
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "2", "--dry-run").want(t, 0, "would remove b2", "would remove b1")
+		if !exists(filepath.Join(st, "b1")) || !exists(filepath.Join(b.snaps, "b1")) {
+			t.Error("a dry run removed something")
+		}
+	})
+	t.Run("a failing delete command keeps the staged directory", func(t *testing.T) {
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "3", "--", "sh", "-c", "exit 7").
+			want(t, 1, "b1: delete command", "its staged directory is kept", "removed .dead.partial-123")
+		if !exists(filepath.Join(st, "b1")) {
+			t.Error("the staged directory of a backup whose snapshot stays was removed")
+		}
+	})
+	t.Run("btrfs snapshots and staged directories go together", func(t *testing.T) {
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "2", "--", "btrfs", "subvolume", "delete", b.snaps+"/${PGFBB_LABEL}").
+			want(t, 0, "removed b1", "removed b2", "kept 2: b4 b3")
+		for _, gone := range []string{filepath.Join(st, "b1"), filepath.Join(st, "b2"), filepath.Join(b.snaps, "b1"), filepath.Join(b.snaps, "b2"),
+			filepath.Join(st, ".dead.partial-123")} {
+			if exists(gone) {
+				t.Errorf("%s is still there", gone)
+			}
+		}
+		for _, kept := range []string{filepath.Join(st, "b3"), filepath.Join(st, "b4"), filepath.Join(b.snaps, "b4"), filepath.Join(st, "broken")} {
+			if !exists(kept) {
+				t.Errorf("%s was removed", kept)
+			}
+		}
+		if partial, _ := filepath.Glob(filepath.Join(st, ".held.partial-*")); len(partial) != 1 {
+			t.Errorf("the held backup's directory: %v", partial)
+		}
+	})
+	t.Run("usage", func(t *testing.T) {
+		runTool(t, nil, "prune", "--staging", st).want(t, 2, "--keep-last")
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--", "echo", "${PGFBB_NOPE}").want(t, 2, "unknown variable")
+	})
+}

@@ -1,0 +1,127 @@
+// Package prune removes old staged backups and, through a command the user
+// gives, the snapshots that belong to them, keeping what a retention policy
+// says: the newest N, those younger than a duration, and always the newest
+// complete backup. A backup whose snapshot could not be deleted keeps its
+// staged directory: a snapshot is useless without its label and WAL.
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/pgfbb/pgfbb-wrap/beneath"
+	"github.com/pgfbb/pgfbb-wrap/runner"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+)
+
+// Policy says which complete backups to keep. Zero values keep nothing by
+// that rule; the newest complete backup is kept whatever it says.
+type Policy struct {
+	KeepLast   int
+	KeepWithin time.Duration
+}
+
+// Decide splits the complete backups of entries, newest first as
+// staged.List returns them, into those to keep and those to remove.
+// Backups that are not complete are neither: a running one is never
+// touched, and partial ones are the sweep's.
+func (p Policy) Decide(entries []staged.Entry, now time.Time) (keep, remove []staged.Entry) {
+	n := 0
+	for _, e := range entries {
+		if e.State != staged.StateComplete {
+			continue
+		}
+		n++
+		if n == 1 || n <= p.KeepLast || (p.KeepWithin > 0 && now.Sub(e.Time) < p.KeepWithin) {
+			keep = append(keep, e)
+		} else {
+			remove = append(remove, e)
+		}
+	}
+	return keep, remove
+}
+
+// Options configure one prune.
+type Options struct {
+	Staging string
+	Policy  Policy
+	// DeleteCommand deletes one backup's snapshot; ${PGFBB_LABEL} in it
+	// is the backup's label. Empty: only staged directories are removed.
+	DeleteCommand []string
+	DryRun        bool
+	Timeout       time.Duration // for each run of DeleteCommand; 0: none
+	Log           func(format string, args ...any)
+}
+
+// Result says what a prune did, or would do with DryRun.
+type Result struct {
+	Kept, Removed []string
+	Notes         []string // the sweep of partial backups
+}
+
+// Run applies the policy to the staging directory. A delete command that
+// fails keeps that backup's staged directory and fails the prune, after
+// the other backups were handled.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	// Deleting in a directory someone else can change could delete the
+	// wrong thing.
+	root, err := beneath.CheckPrivate(o.Staging)
+	if err != nil {
+		return nil, fmt.Errorf("staging directory: %w", err)
+	}
+	entries, err := staged.List(root)
+	if err != nil {
+		return nil, err
+	}
+	keep, remove := o.Policy.Decide(entries, time.Now())
+	res := &Result{}
+	for _, e := range keep {
+		res.Kept = append(res.Kept, e.Label)
+	}
+	var merr *multierror.Error
+	for _, e := range remove {
+		if ctx.Err() != nil {
+			return res, errors.Join(merr.ErrorOrNil(), context.Cause(ctx))
+		}
+		if o.DryRun {
+			o.Log("would remove %s (started %s)", e.Label, e.Time.Format(time.RFC3339))
+			res.Removed = append(res.Removed, e.Label)
+			continue
+		}
+		if err := o.removeOne(ctx, e); err != nil {
+			merr = multierror.Append(merr, fmt.Errorf("%s: %w", e.Label, err))
+			continue
+		}
+		o.Log("removed %s", e.Label)
+		res.Removed = append(res.Removed, e.Label)
+	}
+	if !o.DryRun {
+		res.Notes = staged.Sweep(root)
+	}
+	return res, merr.ErrorOrNil()
+}
+
+// removeOne deletes the snapshot, then the staged directory.
+func (o Options) removeOne(ctx context.Context, e staged.Entry) error {
+	if len(o.DeleteCommand) > 0 {
+		argv, err := runner.Expand(o.DeleteCommand, map[string]string{"PGFBB_LABEL": e.Label})
+		if err != nil {
+			return err
+		}
+		if _, err := runner.Run(ctx, runner.Spec{Argv: argv, Env: os.Environ(), Timeout: o.Timeout, Grace: 10 * time.Second,
+			Stderr: os.Stderr, TailBytes: 4096}); err != nil {
+			return fmt.Errorf("delete command: %w; its staged directory is kept", err)
+		}
+	}
+	if err := os.RemoveAll(e.Path); err != nil {
+		return fmt.Errorf("remove staged directory: %w", err)
+	}
+	return nil
+}
