@@ -124,6 +124,8 @@ func backupFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "covers", Usage: "the snapshot covers `PATH`, a mount point, btrfs subvolume or ZFS dataset (repeat for each): " +
 			"refuse (exit 3) a cluster with files outside them, instead of warning that it spans several volumes", EnvVars: []string{"PGFBB_COVERS"}},
 		&cli.DurationFlag{Name: "archive-timeout", Value: 10 * time.Minute, Usage: "when archive_mode is on, wait this long (`DURATION`) for the backup's last WAL to be archived"},
+		&cli.DurationFlag{Name: "lock-wait", EnvVars: []string{"PGFBB_LOCK_WAIT"}, Usage: "when a backup of the same cluster into the same " +
+			"staging directory is running, wait up to `DURATION` for it instead of exiting 2"},
 		&cli.DurationFlag{Name: "network-timeout", Value: pgbackup.DefaultNetworkTimeout, EnvVars: []string{"PGFBB_NETWORK_TIMEOUT"},
 			Usage: "over TCP, count the session as lost when the network is silent this long (`DURATION`: keepalives and TCP_USER_TIMEOUT)"},
 		&cli.StringFlag{Name: "max-wal-retained", Value: "auto", EnvVars: []string{"PGFBB_MAX_WAL_RETAINED"}, Usage: "end the backup (exit 4) when the WAL " +
@@ -144,7 +146,7 @@ func backupOptions(c *cli.Context) (backup.Options, error) {
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
 		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: staged.WALMode(c.String("wal")),
-		ArchiveTimeout: c.Duration("archive-timeout"), NetworkTimeout: c.Duration("network-timeout"), WALSource: walcollect.SourceMode(c.String("wal-source")), Covers: c.StringSlice("covers"),
+		ArchiveTimeout: c.Duration("archive-timeout"), NetworkTimeout: c.Duration("network-timeout"), LockWait: c.Duration("lock-wait"), WALSource: walcollect.SourceMode(c.String("wal-source")), Covers: c.StringSlice("covers"),
 		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	if !c.IsSet("label") {

@@ -50,6 +50,9 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
+	// LockWait is how long to wait for another backup of the same cluster
+	// into the same staging directory to end; 0 refuses at once.
+	LockWait time.Duration
 	// NetworkTimeout is how long a silent network may hold the session
 	// (over TCP) before the backup counts as lost; 0 is the default.
 	NetworkTimeout time.Duration
@@ -150,6 +153,9 @@ func (o *Options) Validate() error {
 	}
 	if o.NetworkTimeout != 0 && o.NetworkTimeout < time.Second {
 		return UsageError(errors.New("--network-timeout must be at least 1s"))
+	}
+	if o.LockWait < 0 {
+		return UsageError(errors.New("--lock-wait must not be negative"))
 	}
 	if o.MaxWALRetained < AutoWALRetained {
 		return UsageError(errors.New("--max-wal-retained must not be negative"))
@@ -301,6 +307,10 @@ func (r *run) execute(ctx context.Context) {
 	r.enter(PhasePreflight)
 	if err := r.preflight(ctx); err != nil {
 		r.fail(PhasePreflight, err)
+		return
+	}
+	if err := r.staging.LockCluster(ctx, r.sess.Server().SystemID, r.opts.LockWait); err != nil {
+		r.fail(PhaseStaging, err)
 		return
 	}
 	r.backup(ctx)

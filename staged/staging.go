@@ -35,6 +35,16 @@ type Staging struct {
 	// file system cannot, and Publish checks under the staging lock.
 	rename  func(from, to string) error
 	syncDir func(path string) error
+	// clusterLock is held from LockCluster to Publish or Discard.
+	clusterLock *os.File
+}
+
+// unlockCluster releases the cluster lock, if taken.
+func (s *Staging) unlockCluster() {
+	if s.clusterLock != nil {
+		s.clusterLock.Close()
+		s.clusterLock = nil
+	}
 }
 
 // Partial backups are assembled in ".LABEL.partial-RANDOM". Their creator
@@ -332,6 +342,7 @@ func (s *Staging) Publish(m *Manifest) error {
 	}
 	s.dir = s.Path()
 	s.lock.Close()
+	s.unlockCluster()
 	if err := s.syncDir(s.root); err != nil {
 		return fmt.Errorf("published %s, but %w: a crash may still lose it; check it with pgfbb-wrap verify", s.Path(), err)
 	}
@@ -345,6 +356,7 @@ func (s *Staging) Discard() error {
 	}
 	err := os.RemoveAll(s.dir)
 	s.lock.Close()
+	s.unlockCluster()
 	if err != nil {
 		return fmt.Errorf("remove partial backup: %w", err)
 	}

@@ -1,0 +1,35 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+)
+
+// TestClusterLock: one backup of a cluster into a staging directory at a
+// time, wrapped or held; another cluster's backup runs beside it.
+func TestClusterLock(t *testing.T) {
+	in := pgtest.DefaultInstall(t)
+	c, other := pgtest.New(t, in, pgtest.Options{}), pgtest.New(t, in, pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "staging")
+	started := filepath.Join(t.TempDir(), "started")
+	first, _ := tool(c.Env(), "--staging", st, "--label", "first", "--fast", "--", "sh", "-c", "echo $$ > "+started+"; sleep 3")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started)
+	runTool(t, c.Env(), "--staging", st, "--label", "second", "--fast", "--", "true").
+		want(t, 2, "a backup of this cluster is running: label first, pid "+strconv.Itoa(first.Process.Pid))
+	runTool(t, other.Env(), "--staging", st, "--label", "other", "--fast", "--", "true").want(t, 0)
+	runTool(t, c.Env(), "--staging", st, "--label", "waited", "--fast", "--lock-wait", "1m", "--", "true").want(t, 0)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first run: %v", err)
+	}
+
+	runTool(t, c.Env(), "pre", "--staging", st, "--label", "held", "--fast").want(t, 0)
+	runTool(t, c.Env(), "--staging", st, "--label", "during-hold", "--fast", "--", "true").want(t, 2, "label held")
+	runTool(t, nil, "post", "--staging", st, "--label", "held").want(t, 0)
+	runTool(t, c.Env(), "--staging", st, "--label", "after-hold", "--fast", "--", "true").want(t, 0)
+}

@@ -1,0 +1,70 @@
+package staged
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrClusterBusy means another run is backing up the same cluster into the
+// same staging directory.
+var ErrClusterBusy = errors.New("a backup of this cluster is running")
+
+// clusterLockWait is how often a waiting run tries the lock again.
+const clusterLockPoll = 200 * time.Millisecond
+
+// lockOwner is what a cluster lock file says about its holder.
+type lockOwner struct {
+	Label string    `json:"label"`
+	PID   int       `json:"pid"`
+	Since time.Time `json:"since"`
+}
+
+// LockCluster takes the lock of the cluster systemID in the staging
+// directory, waiting up to wait for another run of the same cluster to end,
+// and holds it until Publish or Discard: one backup of a cluster at a time,
+// wrapped or held, while backups of other clusters run side by side.
+func (s *Staging) LockCluster(ctx context.Context, systemID uint64, wait time.Duration) error {
+	path := filepath.Join(s.root, fmt.Sprintf(".pgfbb-cluster-%d.lock", systemID))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("cluster lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) || ctx.Err() != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return fmt.Errorf("%w%s", ErrClusterBusy, owner(path))
+			}
+			return fmt.Errorf("cluster lock: %w", err)
+		}
+		time.Sleep(clusterLockPoll)
+	}
+	data, _ := json.Marshal(lockOwner{Label: s.label, PID: os.Getpid(), Since: time.Now().UTC()})
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(data, 0)
+	}
+	s.clusterLock = f
+	return nil
+}
+
+// owner describes the holder a lock file names, when it can be read.
+func owner(path string) string {
+	data, err := os.ReadFile(path)
+	var o lockOwner
+	if err != nil || json.Unmarshal(data, &o) != nil {
+		return ""
+	}
+	return fmt.Sprintf(": label %s, pid %d, since %s (--lock-wait waits for it)", o.Label, o.PID, o.Since.Format(time.RFC3339))
+}
