@@ -83,13 +83,10 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			"For orchestrators that only run a command before and one after the snapshot: pre and post.\n\n" + exitCodes,
 		HideHelpCommand: true,
 		Version:         backup.Version,
-		Commands: append([]*cli.Command{verifyCommand(command), restoreCommand(command), listCommand(command), pruneCommand(command), versionCommand()},
+		Commands: append([]*cli.Command{checkCommand(force, command), verifyCommand(command), restoreCommand(command), listCommand(command),
+			pruneCommand(command), versionCommand()},
 			hookCommands(command)...),
-		Flags: append(backupFlags(),
-			&cli.StringFlag{Name: "command", Usage: "snapshot command as one `STRING`, split like a shell would but run without one"},
-			&cli.DurationFlag{Name: "timeout", Usage: "stop the snapshot command after this `DURATION` (0: no limit)"},
-			&cli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "`DURATION` between SIGTERM and SIGKILL for the command's process group"},
-		),
+		Flags:           append(backupFlags(), commandFlags()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return report(os.Stderr, backup.UsageError(err))
 		},
@@ -105,6 +102,15 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
 			return err
 		},
+	}
+}
+
+// commandFlags are the wrapper's flags for the snapshot command.
+func commandFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "command", Usage: "snapshot command as one `STRING`, split like a shell would but run without one"},
+		&cli.DurationFlag{Name: "timeout", Usage: "stop the snapshot command after this `DURATION` (0: no limit)"},
+		&cli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "`DURATION` between SIGTERM and SIGKILL for the command's process group"},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/volume"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
+	"golang.org/x/sys/unix"
 )
 
 // preflight adds the checks that need the local file system to the server's.
@@ -49,8 +50,18 @@ func (r *run) preflight(ctx context.Context) error {
 	if len(problems) > 0 {
 		return &pgbackup.PreflightError{Problems: problems}
 	}
+	if r.pgdata != "" && sameDevice(r.pgdata, r.staging.Root()) {
+		r.note(fmt.Sprintf("the staging directory %s is on the data directory's file system: staged WAL and the server compete for its space",
+			r.staging.Root()))
+	}
 	r.walBudget()
 	return nil
+}
+
+// sameDevice tells whether two paths are on one file system.
+func sameDevice(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev
 }
 
 // locate finds the file systems the data directory, pg_wal and every

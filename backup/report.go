@@ -34,6 +34,7 @@ type Report struct {
 	StagedBytes int64
 	Notes       []string // things a DBA must know even when the run succeeded
 	Aborted     string   // why the backup was stopped without publishing, on request
+	Checks      []string // the checks that passed, in order
 
 	Err error // every error of the run, nil on success
 }

@@ -50,6 +50,9 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
+	// CheckOnly stops the run after the checks that precede a backup:
+	// nothing is started and nothing staged.
+	CheckOnly bool
 	// LockWait is how long to wait for another backup of the same cluster
 	// into the same staging directory to end; 0 refuses at once.
 	LockWait time.Duration
@@ -171,7 +174,7 @@ func (o *Options) Validate() error {
 // validate is Validate plus the snapshot command, unless a HoldFunc
 // takes its place.
 func (o *Options) validate() error {
-	if err := o.Validate(); err != nil || o.Hold != nil {
+	if err := o.Validate(); err != nil || o.Hold != nil || (o.CheckOnly && len(o.Argv) == 0) {
 		return err
 	}
 	return o.validateCommand()
@@ -268,12 +271,16 @@ func (r *run) execute(ctx context.Context) {
 		r.errs = multierror.Append(r.errs, err)
 		return
 	}
+	if len(r.opts.Argv) > 0 && r.opts.Hold == nil {
+		r.ok(fmt.Sprintf("snapshot command %s found", r.opts.Argv[0]))
+	}
 	r.enter(PhaseStaging)
 	var err error
 	if r.staging, err = staged.Prepare(r.opts.Staging, r.opts.Label); err != nil {
 		r.fail(PhaseStaging, err)
 		return
 	}
+	r.ok(fmt.Sprintf("staging directory %s: private, writable, %s", r.staging.Root(), r.staging.Describe()))
 	for _, n := range r.staging.Notes() {
 		r.note(n)
 	}
@@ -303,10 +310,29 @@ func (r *run) execute(ctx context.Context) {
 		return
 	}
 	defer func() { r.fail(PhaseCleanup, r.sess.Close()) }()
+	srv := r.sess.Server()
+	r.ok(fmt.Sprintf("connected: PostgreSQL %s, role %s (superuser %v, replication %v), backend pid %d",
+		srv.Version, srv.User, srv.Superuser, srv.Replication, srv.BackendPID))
 
 	r.enter(PhasePreflight)
+	switch err := pgbackup.CheckSessionPinned(ctx, cfg); {
+	case errors.Is(err, pgbackup.ErrTransactionPooled):
+		r.fail(PhasePreflight, err)
+		return
+	case err != nil:
+		r.note(fmt.Sprintf("could not check for a transaction-pooling proxy: %v", err))
+	default:
+		r.ok("one server session: no transaction-pooling proxy in the way")
+	}
 	if err := r.preflight(ctx); err != nil {
 		r.fail(PhasePreflight, err)
+		return
+	}
+	r.ok("settings and privileges allow the backup")
+	if r.source != nil {
+		r.ok("WAL source: " + r.source.String())
+	}
+	if r.opts.CheckOnly {
 		return
 	}
 	if err := r.staging.LockCluster(ctx, r.sess.Server().SystemID, r.opts.LockWait); err != nil {
@@ -430,6 +456,12 @@ func (r *run) snapshot(ctx context.Context, vars map[string]string, start pgform
 	r.report.StderrTail = res.StderrTail
 	r.fail(PhaseSnapshot, err)
 	return err
+}
+
+// ok records a check that passed, for check to print.
+func (r *run) ok(what string) {
+	r.report.Checks = append(r.report.Checks, what)
+	r.log.Info(what)
 }
 
 // note records something the DBA must see even though the run succeeds.

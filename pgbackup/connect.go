@@ -178,3 +178,61 @@ func (k keepaliveDialer) DialTimeout(network, address string, timeout time.Durat
 func (k keepaliveDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	return k.d.DialContext(ctx, network, address)
 }
+
+// ErrTransactionPooled means a proxy such as PgBouncer in transaction mode
+// stands between the tool and the server: consecutive transactions of one
+// client may run in different server sessions, and a backup cannot outlive
+// its session.
+var ErrTransactionPooled = errors.New("the connection goes through a transaction-pooling proxy (PgBouncer pool_mode = transaction?), " +
+	"which cannot hold a backup's session: connect to the server directly, or through session pooling")
+
+// CheckSessionPinned tells whether two transactions of one client run in
+// one server session. A second client holds a transaction open in the
+// server session the first one just used: on a real session nothing
+// changes for the first client, behind a transaction pool its next
+// transaction gets another server session or has to wait for one.
+func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
+	// A pool with no server session to spare would make the check wait.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	a, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	b, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	var first, held, second int
+	if err := a.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&first); err != nil {
+		return err
+	}
+	tx, err := b.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&held); err != nil {
+		return err
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err = a.QueryRowContext(qctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&second)
+	switch {
+	case err != nil && qctx.Err() != nil:
+		return fmt.Errorf("%w (a second transaction waited for a server session)", ErrTransactionPooled)
+	case err != nil:
+		return err
+	case second != first:
+		return fmt.Errorf("%w (backend pid %d, then %d)", ErrTransactionPooled, first, second)
+	}
+	return nil
+}

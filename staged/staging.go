@@ -163,6 +163,23 @@ func (s *Staging) publishRename() error {
 	return os.Rename(s.dir, s.Path())
 }
 
+// Root is the staging directory, links resolved.
+func (s *Staging) Root() string { return s.root }
+
+// Describe says what the staging file system offers a backup: how it
+// publishes and how much space is free.
+func (s *Staging) Describe() string {
+	how := "publishes with rename(RENAME_NOREPLACE)"
+	if s.rename == nil {
+		how = "publishes with a checked rename under the staging lock (no RENAME_NOREPLACE here)"
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(s.root, &fs) == nil {
+		how += fmt.Sprintf(", %d MiB free", int64(fs.Bavail)*fs.Bsize>>20)
+	}
+	return how
+}
+
 // Published tells whether the backup has its final name, whatever Publish
 // returned: a rename can succeed and the sync after it fail.
 func (s *Staging) Published() bool { return s.dir == s.Path() }
