@@ -86,7 +86,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		Commands: append([]*cli.Command{checkCommand(force, command), verifyCommand(command), restoreCommand(command), listCommand(command),
 			pruneCommand(command), versionCommand()},
 			hookCommands(command)...),
-		Flags:           append(backupFlags(), commandFlags()...),
+		Flags: append(backupFlags(), commandFlags()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return report(os.Stderr, backup.UsageError(err))
 		},
