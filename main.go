@@ -86,7 +86,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		Commands: append([]*cli.Command{checkCommand(force, command), verifyCommand(command), restoreCommand(command), listCommand(command),
 			pruneCommand(command), versionCommand()},
 			hookCommands(command)...),
-		Flags: append(backupFlags(), commandFlags()...),
+		Flags: append(append(backupFlags(), commandFlags()...), monitorFlags()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return report(os.Stderr, backup.UsageError(err))
 		},
@@ -98,8 +98,11 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
+			m := newMonitoring(c)
+			m.start(c.Context)
 			rep, err := backup.Run(c.Context, opts)
 			backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
+			m.finish(c.Context, rep, err)
 			return err
 		},
 	}

@@ -31,7 +31,9 @@ type Report struct {
 	WALSource   string               // where copied WAL came from: local:DIR or sql:pg_read_binary_file
 	Archive     *staged.ArchiveCheck // the wait for the archiver, when archiving is on
 	WALFiles    int
+	WALBytes    int64
 	StagedBytes int64
+	SystemID    uint64 // the cluster's, once connected
 	Notes       []string // things a DBA must know even when the run succeeded
 	Aborted     string   // why the backup was stopped without publishing, on request
 	Checks      []string // the checks that passed, in order

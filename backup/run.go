@@ -311,6 +311,7 @@ func (r *run) execute(ctx context.Context) {
 	}
 	defer func() { r.fail(PhaseCleanup, r.sess.Close()) }()
 	srv := r.sess.Server()
+	r.report.SystemID = srv.SystemID
 	r.ok(fmt.Sprintf("connected: PostgreSQL %s, role %s (superuser %v, replication %v), backend pid %d",
 		srv.Version, srv.User, srv.Superuser, srv.Replication, srv.BackendPID))
 

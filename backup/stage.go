@@ -121,6 +121,7 @@ func (r *run) stage(ctx context.Context, started *pgbackup.Started, stopped *pgb
 		r.report.StagedBytes += f.Size
 		if strings.HasPrefix(f.Path, staged.WALDir+"/") {
 			r.report.WALFiles++
+			r.report.WALBytes += f.Size
 		}
 	}
 	r.log.Info("published", "path", r.report.Path)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/monitor"
+	"github.com/urfave/cli/v2"
+)
+
+// monitorFlags are the wrapper's flags for monitoring.
+func monitorFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "metrics-file", EnvVars: []string{"PGFBB_METRICS_FILE"}, Usage: "after every run, replace `PATH` " +
+			"(a .prom file in node_exporter's textfile directory) with the run's metrics"},
+		&cli.StringFlag{Name: "name", EnvVars: []string{"PGFBB_NAME"}, Usage: "the cluster's `NAME` in the metrics (default: its system identifier)"},
+		&cli.StringFlag{Name: "ping-url", EnvVars: []string{"PGFBB_PING_URL"}, Usage: "Healthchecks-style `URL`: pinged at URL/start, " +
+			"then URL on success or URL/fail with the report; a failed ping is only a warning"},
+	}
+}
+
+// monitoring reports one wrapped run to what the flags name.
+type monitoring struct {
+	metrics, name, ping string
+	began               time.Time
+	warn                io.Writer
+}
+
+func newMonitoring(c *cli.Context) *monitoring {
+	return &monitoring{metrics: c.String("metrics-file"), name: c.String("name"), ping: c.String("ping-url"),
+		began: time.Now(), warn: c.App.ErrWriter}
+}
+
+func (m *monitoring) warning(err error) {
+	if err != nil {
+		fmt.Fprintf(m.warn, "pgfbb-wrap: warning: %v\n", err)
+	}
+}
+
+func (m *monitoring) start(ctx context.Context) {
+	if m.ping != "" {
+		m.warning(monitor.Ping(ctx, m.ping, "/start", ""))
+	}
+}
+
+// finish pings success or failure and writes the metrics file. A signal
+// has cancelled ctx by then, and must not silence the failure ping.
+func (m *monitoring) finish(ctx context.Context, rep *backup.Report, err error) {
+	ctx = context.WithoutCancel(ctx)
+	if m.ping != "" {
+		if err == nil {
+			m.warning(monitor.Ping(ctx, m.ping, "", ""))
+		} else {
+			var body strings.Builder
+			backup.Print(&body, rep, err, false)
+			m.warning(monitor.Ping(ctx, m.ping, "/fail", body.String()))
+		}
+	}
+	if m.metrics == "" {
+		return
+	}
+	o := monitor.Outcome{Cluster: m.name, At: time.Now(), ExitCode: backup.ExitCode(err), Duration: time.Since(m.began),
+		BackupMode: rep.BackupMode(), WALFiles: rep.WALFiles, WALBytes: rep.WALBytes}
+	if o.Cluster == "" && rep.SystemID != 0 {
+		o.Cluster = strconv.FormatUint(rep.SystemID, 10)
+	}
+	if rep.Command != nil {
+		o.Snapshot = time.Duration(rep.Command.DurationSec * float64(time.Second))
+	}
+	m.warning(monitor.WriteTextfile(m.metrics, o))
+}

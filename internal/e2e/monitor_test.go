@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+)
+
+// TestMonitoring: the metrics file after a success and after a failure, as
+// node_exporter's textfile collector reads it, and the pings a local
+// Healthchecks stand-in receives.
+func TestMonitoring(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	var mu sync.Mutex
+	var pings []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		pings = append(pings, r.URL.Path+" "+string(body))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	metrics := filepath.Join(t.TempDir(), "pgfbb.prom")
+	st := filepath.Join(t.TempDir(), "staging")
+	run := func(label string, code int, command ...string) map[string]string {
+		t.Helper()
+		mu.Lock()
+		pings = nil
+		mu.Unlock()
+		args := append([]string{"--staging", st, "--label", label, "--fast", "--name", "main", "--metrics-file", metrics,
+			"--ping-url", srv.URL + "/ping/abc", "--"}, command...)
+		runTool(t, c.Env(), args...).want(t, code)
+		data, err := os.ReadFile(metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			name, value, ok := strings.Cut(line, `{cluster="main"} `)
+			if !ok {
+				t.Fatalf("metrics line %q is not one series for the cluster", line)
+			}
+			samples[name] = value
+		}
+		return samples
+	}
+
+	ok := run("ok", 0, "true")
+	if ok["pgfbb_last_exit_code"] != "0" || ok["pgfbb_last_wal_files"] == "0" || ok["pgfbb_last_success_timestamp_seconds"] != ok["pgfbb_last_run_timestamp_seconds"] {
+		t.Errorf("metrics after a success: %v", ok)
+	}
+	mu.Lock()
+	if len(pings) != 2 || pings[0] != "/ping/abc/start " || pings[1] != "/ping/abc " {
+		t.Errorf("pings after a success: %q", pings)
+	}
+	mu.Unlock()
+
+	failed := run("failed", 4, "false")
+	if failed["pgfbb_last_exit_code"] != "4" || failed["pgfbb_last_success_timestamp_seconds"] != ok["pgfbb_last_success_timestamp_seconds"] {
+		t.Errorf("metrics after a failure: %v (before: %v)", failed, ok)
+	}
+	mu.Lock()
+	if len(pings) != 2 || !strings.HasPrefix(pings[1], "/ping/abc/fail pgfbb-wrap: backup failed FAILED") {
+		t.Errorf("pings after a failure: %q", pings)
+	}
+	mu.Unlock()
+
+	// A ping that cannot be sent is a warning, never a failed backup.
+	runTool(t, c.Env(), "--staging", st, "--label", "noping", "--fast", "--ping-url", "http://127.0.0.1:1/x", "--", "true").
+		want(t, 0, "warning: ping")
+}

@@ -1,0 +1,127 @@
+// Package monitor tells monitoring how a run went: a Prometheus text file
+// for node_exporter's textfile collector, replaced atomically after every
+// run, and Healthchecks-style pings. Neither can fail a backup: their
+// errors are for a warning.
+package monitor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Outcome is what a run reports to monitoring.
+type Outcome struct {
+	Cluster    string // --name, or the cluster's system identifier
+	At         time.Time
+	ExitCode   int
+	Duration   time.Duration // the whole run
+	BackupMode time.Duration // the server's time in backup mode
+	Snapshot   time.Duration // the snapshot command's
+	WALFiles   int
+	WALBytes   int64
+}
+
+const lastSuccess = "pgfbb_last_success_timestamp_seconds"
+
+// WriteTextfile replaces path with the metrics of o. A failed run keeps
+// the last success time the file already held: one series per cluster,
+// never one per label.
+func WriteTextfile(path string, o Outcome) error {
+	success := float64(0)
+	if o.ExitCode == 0 {
+		success = float64(o.At.UnixNano()) / 1e9
+	} else if prev, ok := readGauge(path, lastSuccess); ok {
+		success = prev
+	}
+	var b bytes.Buffer
+	label := `{cluster="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(o.Cluster) + `"}`
+	gauge := func(name, help string, v float64) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s%s %s\n", name, help, name, name, label, strconv.FormatFloat(v, 'f', -1, 64))
+	}
+	gauge("pgfbb_last_run_timestamp_seconds", "When the last pgfbb-wrap run ended.", float64(o.At.UnixNano())/1e9)
+	gauge(lastSuccess, "When the last successful pgfbb-wrap run ended (0: none yet).", success)
+	gauge("pgfbb_last_exit_code", "The exit code of the last run (0: success).", float64(o.ExitCode))
+	gauge("pgfbb_last_duration_seconds", "How long the last run took.", o.Duration.Seconds())
+	gauge("pgfbb_last_backup_mode_seconds", "How long the server was in backup mode in the last run.", o.BackupMode.Seconds())
+	gauge("pgfbb_last_snapshot_seconds", "How long the snapshot command of the last run took.", o.Snapshot.Seconds())
+	gauge("pgfbb_last_wal_files", "WAL files the last run staged.", float64(o.WALFiles))
+	gauge("pgfbb_last_wal_bytes", "WAL bytes the last run staged.", float64(o.WALBytes))
+	return replace(path, b.Bytes())
+}
+
+// readGauge reads a sample of name from a text file this package wrote.
+func readGauge(path, name string) (float64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+"{") {
+			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				return v, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// replace writes data to a new file beside path and renames it over path,
+// so that the collector never reads half a file.
+func replace(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("metrics file: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("metrics file: %w", err)
+	}
+	return nil
+}
+
+// pingTimeout bounds a ping: monitoring must never hold up a backup.
+const pingTimeout = 10 * time.Second
+
+// Ping signals a Healthchecks-style check: suffix "" for success, "/start"
+// or "/fail"; body is sent along (the report, on failure).
+func Ping(ctx context.Context, url, suffix, body string) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(url, "/")+suffix, strings.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("ping %s: %s", req.URL, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package monitor
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parse reads a text file as node_exporter would: every sample, by name
+// with its labels; a line it cannot read fails the test.
+func parse(t *testing.T, data string) map[string]string {
+	t.Helper()
+	samples := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(data), "\n") {
+		if strings.HasPrefix(line, "# HELP ") || strings.HasPrefix(line, "# TYPE ") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || !strings.Contains(line[:i], "{cluster=") {
+			t.Fatalf("not a sample line: %q", line)
+		}
+		samples[line[:i]] = line[i+1:]
+	}
+	return samples
+}
+
+func TestTextfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pgfbb.prom")
+	at := time.Unix(1764300000, 0)
+	ok := Outcome{Cluster: `main "db"`, At: at, Duration: 2 * time.Second, BackupMode: 200 * time.Millisecond, WALFiles: 3, WALBytes: 48 << 20}
+	if err := WriteTextfile(path, ok); err != nil {
+		t.Fatal(err)
+	}
+	failed := ok
+	failed.At, failed.ExitCode = at.Add(time.Hour), 4
+	if err := WriteTextfile(path, failed); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	s := parse(t, string(data))
+	l := `{cluster="main \"db\""}`
+	for name, want := range map[string]string{
+		"pgfbb_last_run_timestamp_seconds": "1764303600", lastSuccess: "1764300000", "pgfbb_last_exit_code": "4",
+		"pgfbb_last_wal_files": "3", "pgfbb_last_wal_bytes": "50331648", "pgfbb_last_backup_mode_seconds": "0.2",
+	} {
+		if s[name+l] != want {
+			t.Errorf("%s = %q, want %q\n%s", name, s[name+l], want, data)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
