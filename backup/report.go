@@ -33,7 +33,7 @@ type Report struct {
 	WALFiles    int
 	WALBytes    int64
 	StagedBytes int64
-	SystemID    uint64 // the cluster's, once connected
+	SystemID    uint64   // the cluster's, once connected
 	Notes       []string // things a DBA must know even when the run succeeded
 	Aborted     string   // why the backup was stopped without publishing, on request
 	Checks      []string // the checks that passed, in order
