@@ -141,6 +141,8 @@ func backupFlags() []cli.Flag {
 			"written since it started, which its slot keeps in pg_wal, passes `SIZE` (512MB, 8GB; auto: half the free space of pg_wal's " +
 			"file system, or 16GB when it is not visible; 0: no limit)"},
 		verboseFlag,
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log errors only: no warnings"},
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"PGFBB_LOG_FORMAT"}, Usage: "`FORMAT` of log lines: text or json (log/slog's)"},
 	}
 }
 
@@ -149,14 +151,28 @@ var verboseFlag = &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: 
 // backupOptions reads backupFlags.
 func backupOptions(c *cli.Context) (backup.Options, error) {
 	level := slog.LevelWarn
-	if c.Bool("verbose") {
+	switch {
+	case c.Bool("verbose") && c.Bool("quiet"):
+		return backup.Options{}, backup.UsageError(errors.New("give -v or -q, not both"))
+	case c.Bool("verbose"):
 		level = slog.LevelInfo
+	case c.Bool("quiet"):
+		level = slog.LevelError
+	}
+	var handler slog.Handler
+	switch c.String("log-format") {
+	case "text":
+		handler = slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	default:
+		return backup.Options{}, backup.UsageError(fmt.Errorf("--log-format %q: want text or json", c.String("log-format")))
 	}
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
 		StartTimeout: c.Duration("start-timeout"), DBName: c.String("dbname"), PGData: c.String("pgdata"), WAL: staged.WALMode(c.String("wal")),
 		ArchiveTimeout: c.Duration("archive-timeout"), NetworkTimeout: c.Duration("network-timeout"), LockWait: c.Duration("lock-wait"), WALSource: walcollect.SourceMode(c.String("wal-source")), Covers: c.StringSlice("covers"),
-		Log: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+		Log: slog.New(handler),
 	}
 	if !c.IsSet("label") {
 		opts.Label = backup.DefaultLabel(time.Now())

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -74,6 +75,19 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("pings after a failure: %q", pings)
 	}
 	mu.Unlock()
+
+	// Logs as JSON lines; -q silences warnings.
+	r := runTool(t, c.Env(), "--staging", st, "--label", "json", "--fast", "-v", "--log-format", "json", "--", "true")
+	r.want(t, 0)
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil && strings.HasPrefix(line, "{") || err == nil && rec["msg"] == nil {
+			t.Errorf("log line %q is not a slog JSON record: %v", line, err)
+		}
+	}
+	if q := runTool(t, c.Env(), "--staging", st, "--label", "quiet", "--fast", "-q", "--wal=skip", "--", "true"); q.code != 0 || q.stderr != "" {
+		t.Errorf("-q: exit %d, stderr %q", q.code, q.stderr)
+	}
 
 	// A ping that cannot be sent is a warning, never a failed backup.
 	runTool(t, c.Env(), "--staging", st, "--label", "noping", "--fast", "--ping-url", "http://127.0.0.1:1/x", "--", "true").
