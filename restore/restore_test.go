@@ -28,7 +28,7 @@ func publish(t *testing.T, files map[string]string) *staged.Backup {
 			t.Fatal(err)
 		}
 	}
-	m := &staged.Manifest{Label: "b", Status: staged.StatusComplete, ServerVersionNum: 150000, SystemIdentifier: "1",
+	m := &staged.Manifest{Label: "b", Status: staged.StatusComplete, ServerVersionNum: 150004, SystemIdentifier: "1",
 		Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000100, StartWAL: "000000010000000000000003", StopWAL: "000000010000000000000003",
 		WALSegmentSize: 16 * mb, WALMode: staged.WALSkip}
 	if err := s.Publish(m); err != nil {
