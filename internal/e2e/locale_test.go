@@ -39,12 +39,6 @@ func TestTranslatedServer(t *testing.T) {
 		pgtest.Chown(t, dir)
 		s := b.c.Standby(t, dir)
 		b.c.WaitReplayed(t, s)
-		st := filepath.Join(t.TempDir(), "staging")
-		promote := `touch "$PGFBB_PGDATA/promote" && kill -USR1 $(head -1 "$PGFBB_PGDATA/postmaster.pid") && ` +
-			`until [ "$(` + s.ClientBin(t, "psql") + ` -Atc "SELECT pg_is_in_recovery()")" = f ]; do sleep 0.1; done`
-		r := runTool(t, s.Env(), "--staging", st, "--label", "promoted", "--", "sh", "-c", promote)
-		r.want(t, 1, "stop: ", "the standby was promoted during the backup: this backup is unusable")
-		assertNothingPublished(t, st)
-		waitClean(t, s.DB(t))
+		promotedDuringBackup(t, s)
 	})
 }

@@ -105,14 +105,7 @@ func standby(t *testing.T, in pgtest.Install) {
 
 	t.Run("promoted during the backup", func(t *testing.T) {
 		b.c.WaitReplayed(t, s) // the primary's last rows are on the standby
-		st := filepath.Join(t.TempDir(), "staging")
-		// What pg_ctl promote does, on every version; then wait for it.
-		promote := `touch "$PGFBB_PGDATA/promote" && kill -USR1 $(head -1 "$PGFBB_PGDATA/postmaster.pid") && ` +
-			`until [ "$(` + s.ClientBin(t, "psql") + ` -Atc "SELECT pg_is_in_recovery()")" = f ]; do sleep 0.1; done`
-		r := runTool(t, s.Env(), "--staging", st, "--label", "promoted", "--", "sh", "-c", promote)
-		r.want(t, 1, "stop: ", "the standby was promoted during the backup: this backup is unusable")
-		assertNothingPublished(t, st)
-		waitClean(t, sdb)
+		promotedDuringBackup(t, s)
 	})
 
 	t.Run("the promoted server on timeline 2", func(t *testing.T) {
@@ -127,4 +120,18 @@ func standby(t *testing.T, in pgtest.Install) {
 		runTool(t, nil, "verify", backupDir).want(t, 0)
 		sb.restoreAndCheck(t, filepath.Join(b.snaps, "tli2"), backupDir)
 	})
+}
+
+// promotedDuringBackup backs up the standby s with a snapshot command that
+// promotes it, and checks that the backup fails as it must.
+func promotedDuringBackup(t *testing.T, s *pgtest.Cluster) {
+	t.Helper()
+	st := filepath.Join(t.TempDir(), "staging")
+	// What pg_ctl promote does, on every version; then wait for it.
+	promote := `touch "$PGFBB_PGDATA/promote" && kill -USR1 $(head -1 "$PGFBB_PGDATA/postmaster.pid") && ` +
+		`until [ "$(` + s.ClientBin(t, "psql") + ` -Atc "SELECT pg_is_in_recovery()")" = f ]; do sleep 0.1; done`
+	r := runTool(t, s.Env(), "--staging", st, "--label", "promoted", "--", "sh", "-c", promote)
+	r.want(t, 1, "stop: ", "the standby was promoted during the backup: this backup is unusable")
+	assertNothingPublished(t, st)
+	waitClean(t, s.DB(t))
 }
