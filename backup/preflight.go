@@ -50,7 +50,8 @@ func (r *run) preflight(ctx context.Context) error {
 	if len(problems) > 0 {
 		return &pgbackup.PreflightError{Problems: problems}
 	}
-	if r.pgdata != "" && sameDevice(r.pgdata, r.staging.Root()) {
+	// Worth knowing when setting up, not worth a mail every night.
+	if r.opts.CheckOnly && r.pgdata != "" && sameDevice(r.pgdata, r.staging.Root()) {
 		r.note(fmt.Sprintf("the staging directory %s is on the data directory's file system: staged WAL and the server compete for its space",
 			r.staging.Root()))
 	}

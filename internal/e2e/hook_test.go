@@ -264,18 +264,20 @@ func TestHookFailures(t *testing.T) {
 		})
 	}
 
-	t.Run("concurrent labels on one cluster and on two", func(t *testing.T) {
+	t.Run("one backup per cluster, two clusters side by side", func(t *testing.T) {
 		st := newStaging(t)
 		other := pgtest.New(t, c.Install, pgtest.Options{})
-		pre(t, st, "one-a")
-		pre(t, st, "one-b")
+		first := pre(t, st, "one-a")
+		runTool(t, env, "pre", "--staging", st, "--label", "one-x", "--fast").
+			want(t, 2, "a backup of this cluster is running: label one-a, pid "+strconv.Itoa(first.PID))
 		runTool(t, other.Env(), "pre", "--staging", st, "--label", "two", "--fast").want(t, 0)
-		runTool(t, nil, "status", "--staging", st).want(t, 0, "one-a", "one-b", "two")
-		runTool(t, nil, "post", "--staging", st).want(t, 2, "3 backups are held", "one-a (held by pid", "give --label")
+		runTool(t, nil, "status", "--staging", st).want(t, 0, "one-a", "two")
+		runTool(t, nil, "post", "--staging", st).want(t, 2, "2 backups are held", "one-a (held by pid", "give --label")
 		runTool(t, nil, "abort", "--staging", st, "--label", "one-a").want(t, 0, "ABORTED", "aborted on request by pgfbb-wrap abort")
+		pre(t, st, "one-b")
 		runTool(t, nil, "post", "--staging", st, "--label", "one-b").want(t, 0)
 		runTool(t, nil, "post", "--staging", st, "--label", "two").want(t, 0)
-		for label, want := range map[string]bool{"one-a": false, "one-b": true, "two": true} {
+		for label, want := range map[string]bool{"one-a": false, "one-x": false, "one-b": true, "two": true} {
 			if published(t, st, label) != want {
 				t.Errorf("%s published: %v, want %v", label, !want, want)
 			}
