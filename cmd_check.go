@@ -20,7 +20,7 @@ func checkCommand(force <-chan struct{}, command []string) *cli.Command {
 			"way, the WAL source, --covers, what bounds WAL retention and, when given, the snapshot command. Prints\n" +
 			"one line each: ok, warn or fail, with the fix. Exit 0 when a backup would start, 3 when it would not,\n" +
 			"2 on usage errors.",
-		Flags: append(backupFlags(), commandFlags()...),
+		Flags: append(append(backupFlags(), commandFlags()...), jsonFlag),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, force, command)
 			if err != nil {
@@ -28,7 +28,11 @@ func checkCommand(force <-chan struct{}, command []string) *cli.Command {
 			}
 			opts.CheckOnly = true
 			rep, err := backup.Run(c.Context, opts)
-			printChecks(c.App.Writer, rep, err)
+			if c.Bool("json") {
+				backup.WriteJSON(c.App.Writer, rep, err)
+			} else {
+				printChecks(c.App.Writer, rep, err)
+			}
 			if err == nil || backup.ExitCode(err) == backup.ExitUsage && rep.Reached == backup.PhaseUsage {
 				return err
 			}

@@ -44,7 +44,7 @@ func listCommand(command []string) *cli.Command {
 		Description: "States: complete (published), running (a run or a held backup is assembling it), partial (left by\n" +
 			"a run that died; the next run or prune removes it), damaged (its manifest cannot be read).\n" +
 			"--json prints one object: {\"format_version\": 1, \"staging\": DIR, \"backups\": [...]}.",
-		Flags: []cli.Flag{stagingFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"}},
+		Flags: []cli.Flag{stagingFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.String("staging") == "" || c.NArg() > 0 || len(command) > 0 {
 				return report(c.App.ErrWriter, backup.UsageError(errors.New("list takes --staging DIR and no arguments")))

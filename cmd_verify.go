@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/staged"
@@ -20,6 +22,7 @@ func verifyCommand(command []string) *cli.Command {
 			"Reads nothing outside STAGED_DIR, follows no link and opens only regular files of the sizes the manifest allows.\n\n" +
 			"Exit 0 when the backup is usable, 1 when it is not (each problem is listed), 2 on usage errors,\n" +
 			"130/143 when interrupted.",
+		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 || len(command) > 0 {
 				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
@@ -29,18 +32,38 @@ func verifyCommand(command []string) *cli.Command {
 				// Interrupted: what was checked so far proves nothing.
 				return report(c.App.ErrWriter, err)
 			}
+			if c.Bool("json") {
+				writeVerification(c.App.Writer, c.Args().First(), v)
+			}
+			human := c.App.Writer
+			if c.Bool("json") {
+				human = c.App.ErrWriter
+			}
 			for _, n := range v.Notes {
-				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
+				fmt.Fprintf(human, "note: %s\n", n)
 			}
 			for _, p := range v.Problems {
-				fmt.Fprintf(c.App.Writer, "PROBLEM: %s\n", p)
+				fmt.Fprintf(human, "PROBLEM: %s\n", p)
 			}
 			if len(v.Problems) > 0 {
 				return report(c.App.ErrWriter, fmt.Errorf("%s: %d problem(s): not usable", c.Args().First(), len(v.Problems)))
 			}
-			fmt.Fprintf(c.App.Writer, "%s: ok: backup %s, %d WAL segments %s..%s verified\n", c.Args().First(),
+			fmt.Fprintf(human, "%s: ok: backup %s, %d WAL segments %s..%s verified\n", c.Args().First(),
 				v.Manifest.Label, v.Segments, v.Manifest.StartWAL, v.Manifest.StopWAL)
 			return nil
 		},
 	}
+}
+
+// writeVerification prints verify --json: {"format_version": 1, "path",
+// "ok", "label", "segments", "problems", "notes"}.
+func writeVerification(w io.Writer, path string, v *staged.Verification) {
+	out := map[string]any{"format_version": 1, "path": path, "ok": len(v.Problems) == 0, "segments": v.Segments,
+		"problems": append([]string{}, v.Problems...), "notes": append([]string{}, v.Notes...)}
+	if v.Manifest != nil {
+		out["label"] = v.Manifest.Label
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }

@@ -86,7 +86,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		Commands: append([]*cli.Command{checkCommand(force, command), verifyCommand(command), restoreCommand(command), listCommand(command),
 			pruneCommand(command), versionCommand()},
 			hookCommands(command)...),
-		Flags: append(append(backupFlags(), commandFlags()...), monitorFlags()...),
+		Flags: append(append(backupFlags(), commandFlags()...), append(monitorFlags(), jsonFlag)...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return report(os.Stderr, backup.UsageError(err))
 		},
@@ -98,10 +98,16 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
+			if c.Bool("json") {
+				opts.Stdout = os.Stderr // stdout is the report's
+			}
 			m := newMonitoring(c)
 			m.start(c.Context)
 			rep, err := backup.Run(c.Context, opts)
 			backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
+			if c.Bool("json") {
+				backup.WriteJSON(c.App.Writer, rep, err)
+			}
 			m.finish(c.Context, rep, err)
 			return err
 		},
@@ -145,6 +151,8 @@ func backupFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"PGFBB_LOG_FORMAT"}, Usage: "`FORMAT` of log lines: text or json (log/slog's)"},
 	}
 }
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as one JSON object on stdout (human text stays on stderr)"}
 
 var verboseFlag = &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step, and a summary line on success"}
 

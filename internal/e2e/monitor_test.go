@@ -89,6 +89,39 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("-q: exit %d, stderr %q", q.code, q.stderr)
 	}
 
+	// --json: one object on stdout, for the run, check and verify.
+	type report struct {
+		FormatVersion int    `json:"format_version"`
+		Label         string `json:"label"`
+		ExitCode      int    `json:"exit_code"`
+		WALFiles      int    `json:"wal_files"`
+		Checks        []string
+		Errors        []struct{ Phase, Message string }
+		OK            *bool `json:"ok"`
+	}
+	decode := func(r result) report {
+		t.Helper()
+		var rep report
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.FormatVersion != 1 {
+			t.Fatalf("stdout is not one JSON report (%v):\n%s", err, r.stdout)
+		}
+		return rep
+	}
+	r = runTool(t, c.Env(), "--staging", st, "--label", "j1", "--fast", "--json", "--", "sh", "-c", "echo from-the-command")
+	if rep := decode(r); r.code != 0 || rep.Label != "j1" || rep.ExitCode != 0 || rep.WALFiles == 0 || !strings.Contains(r.stderr, "from-the-command") {
+		t.Errorf("--json success: exit %d, %+v, stderr %q", r.code, rep, r.stderr)
+	}
+	r = runTool(t, c.Env(), "--staging", st, "--label", "j2", "--fast", "--json", "--", "false")
+	if rep := decode(r); r.code != 4 || rep.ExitCode != 4 || len(rep.Errors) == 0 || rep.Errors[0].Phase != "snapshot" {
+		t.Errorf("--json failure: exit %d, %+v", r.code, rep)
+	}
+	if rep := decode(runTool(t, c.Env(), "check", "--staging", st, "--json")); rep.ExitCode != 0 || len(rep.Checks) < 3 {
+		t.Errorf("check --json: %+v", rep)
+	}
+	if rep := decode(runTool(t, nil, "verify", "--json", filepath.Join(st, "j1"))); rep.OK == nil || !*rep.OK {
+		t.Errorf("verify --json: %+v", rep)
+	}
+
 	// A ping that cannot be sent is a warning, never a failed backup.
 	runTool(t, c.Env(), "--staging", st, "--label", "noping", "--fast", "--ping-url", "http://127.0.0.1:1/x", "--", "true").
 		want(t, 0, "warning: ping")

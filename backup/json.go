@@ -1,0 +1,84 @@
+package backup
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/pgformat"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+)
+
+// JSONFormatVersion versions the JSON report: fields are added, never
+// renamed or removed, without a new version.
+const JSONFormatVersion = 1
+
+// jsonReport is the report as --json prints it.
+type jsonReport struct {
+	FormatVersion     int                  `json:"format_version"`
+	Label             string               `json:"label"`
+	Path              string               `json:"path,omitempty"`
+	ExitCode          int                  `json:"exit_code"`
+	Reached           Phase                `json:"phase_reached"`
+	SystemIdentifier  string               `json:"system_identifier,omitempty"`
+	Timeline          uint32               `json:"timeline,omitempty"`
+	StartLSN          *pgformat.LSN        `json:"start_lsn,omitempty"`
+	StopLSN           *pgformat.LSN        `json:"stop_lsn,omitempty"`
+	StartedAt         *time.Time           `json:"started_at,omitempty"`
+	StoppedAt         *time.Time           `json:"stopped_at,omitempty"`
+	ElapsedSeconds    float64              `json:"elapsed_seconds"`
+	BackupModeSeconds float64              `json:"backup_mode_seconds"`
+	Command           *staged.Command      `json:"command,omitempty"`
+	WALMode           staged.WALMode       `json:"wal_mode"`
+	WALSource         string               `json:"wal_source,omitempty"`
+	WALFiles          int                  `json:"wal_files"`
+	WALBytes          int64                `json:"wal_bytes"`
+	StagedBytes       int64                `json:"staged_bytes"`
+	Archive           *staged.ArchiveCheck `json:"archive,omitempty"`
+	Aborted           string               `json:"aborted,omitempty"`
+	Checks            []string             `json:"checks,omitempty"`
+	Warnings          []string             `json:"warnings"`
+	Errors            []jsonError          `json:"errors"`
+}
+
+type jsonError struct {
+	Phase   Phase  `json:"phase,omitempty"`
+	Message string `json:"message"`
+}
+
+// WriteJSON writes the report of a run that ended with err as one JSON
+// object (see README, JSON report).
+func WriteJSON(w io.Writer, r *Report, err error) error {
+	j := jsonReport{FormatVersion: JSONFormatVersion, ExitCode: ExitCode(err), Warnings: []string{}, Errors: []jsonError{}}
+	if r != nil {
+		j.Label, j.Path, j.Reached, j.Timeline = r.Label, r.Path, r.Reached, r.Timeline
+		j.ElapsedSeconds, j.BackupModeSeconds = r.Elapsed.Seconds(), r.BackupMode().Seconds()
+		j.Command, j.WALMode, j.WALSource, j.Archive, j.Aborted = r.Command, r.WALMode, r.WALSource, r.Archive, r.Aborted
+		j.WALFiles, j.WALBytes, j.StagedBytes, j.Checks = r.WALFiles, r.WALBytes, r.StagedBytes, r.Checks
+		j.Warnings = append(j.Warnings, r.Notes...)
+		if r.SystemID != 0 {
+			j.SystemIdentifier = strconv.FormatUint(r.SystemID, 10)
+		}
+		if r.StartLSN != 0 {
+			j.StartLSN, j.StartedAt = &r.StartLSN, &r.StartedAt
+		}
+		if r.StopLSN != 0 {
+			j.StopLSN, j.StoppedAt = &r.StopLSN, &r.StoppedAt
+		}
+	}
+	if err != nil {
+		for _, e := range Errors(err) {
+			je := jsonError{Message: e.Error()}
+			var pe *PhaseError
+			if errors.As(e, &pe) {
+				je.Phase, je.Message = pe.Phase, pe.Err.Error()
+			}
+			j.Errors = append(j.Errors, je)
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(j)
+}
