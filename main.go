@@ -38,6 +38,7 @@ func main() {
 	backup.Version = toolVersion()
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"}
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, "pgfbb-wrap", c.App.Version) }
+	warnOldVariables(os.Stderr)
 	ctx, force, stop := runner.NotifyContext(context.Background())
 	args, command := splitCommand(os.Args)
 	err := newApp(force, command).RunContext(ctx, args)
@@ -71,7 +72,7 @@ func splitCommand(args []string) (tool, command []string) {
 }
 
 func newApp(force <-chan struct{}, command []string) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "pgfbb-wrap",
 		Usage:     "online file-system snapshot backups of PostgreSQL, label and WAL included",
 		UsageText: "pgfbb-wrap --staging DIR [options] -- COMMAND [ARG...]\n   pgfbb-wrap --staging DIR [options] --command 'COMMAND ARG...'",
@@ -112,6 +113,15 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			return err
 		},
 	}
+	// Every flag of every command has its PGFBB_ variable and can stand in
+	// the --config file.
+	app.Flags = withEnv(append(app.Flags, configFlag))
+	app.Before = applyConfig(app, app.Flags)
+	for _, cmd := range app.Commands {
+		cmd.Flags = withEnv(append(cmd.Flags, configFlag))
+		cmd.Before = applyConfig(app, cmd.Flags)
+	}
+	return app
 }
 
 // commandFlags are the wrapper's flags for the snapshot command.

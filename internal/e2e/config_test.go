@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+)
+
+// TestConfig: flags from a YAML file, beaten by PGFBB_* variables and the
+// command line; unknown keys and bad values refused; the old shell tool's
+// variables named; and the shipped example config used as it is.
+func TestConfig(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	dir := t.TempDir()
+	st := filepath.Join(dir, "staging")
+	config := func(text string) string {
+		p := filepath.Join(t.TempDir(), "pgfbb.yaml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	file := config("staging: " + st + "\nlabel: fromfile\nwal: skip\nfast: true\n")
+
+	runTool(t, c.Env(), "--config", file, "--", "true").want(t, 0)
+	if m := readManifest(t, filepath.Join(st, "fromfile")); m.WALMode != staged.WALSkip {
+		t.Errorf("wal_mode %q, want the file's skip", m.WALMode)
+	}
+	runTool(t, append(c.Env(), "PGFBB_WAL=copy"), "--config", file, "--label", "fromcli", "--", "true").want(t, 0)
+	if m := readManifest(t, filepath.Join(st, "fromcli")); m.WALMode != staged.WALCopy {
+		t.Errorf("wal_mode %q, want the environment's copy", m.WALMode)
+	}
+	runTool(t, c.Env(), "--config", config("stagin: /x\n"), "--", "true").want(t, 2, `unknown key "stagin"`, "pgfbb.yaml")
+	runTool(t, c.Env(), "--config", config("staging: "+st+"\nstart-timeout: forever\n"), "--", "true").
+		want(t, 2, "start-timeout", `"forever" is not a value it takes`)
+	runTool(t, append(c.Env(), "PGFBB_START_TIMEOUT=forever"), "--staging", st, "--", "true").want(t, 2, "PGFBB_START_TIMEOUT")
+	runTool(t, append(c.Env(), "PG_FBB_TIMEOUT=600"), "version").want(t, 0, "PG_FBB_TIMEOUT is the old shell tool's setting", "--start-timeout")
+
+	// The shipped example, as it is, with the staging directory overridden.
+	example := filepath.Join("..", "..", "examples", "pgfbb-wrap.yaml")
+	runTool(t, c.Env(), "--config", example, "--staging", st, "--label", "example", "--", "true").want(t, 0)
+	runTool(t, c.Env(), "check", "--config", example, "--staging", st).want(t, 0)
+}
