@@ -12,6 +12,33 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// keepFlags are prune's retention flags, which the wrapper takes too.
+func keepFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "keep-last", Usage: "keep the newest `N` complete backups"},
+		&cli.DurationFlag{Name: "keep-within", Usage: "keep backups started within `DURATION` (168h: a week)"},
+		&cli.StringFlag{Name: "delete-command", Usage: "deletes one backup's snapshot, as one `STRING` split like a shell would " +
+			"(${PGFBB_LABEL} is its label)"},
+	}
+}
+
+// wrapperPrune reads the wrapper's keep flags: the prune to run after a
+// successful backup, nil without a keep rule. One cron line for both, as
+// borgmatic does.
+func wrapperPrune(c *cli.Context) (*prune.Options, error) {
+	if c.Int("keep-last") == 0 && c.Duration("keep-within") == 0 {
+		return nil, nil
+	}
+	o := &prune.Options{Staging: c.String("staging"), Policy: prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
+		Log: func(format string, args ...any) {
+			fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: prune: "+format+"\n", args...)
+		}}
+	if err := pruneUsage(c, o); err != nil {
+		return nil, backup.UsageError(err)
+	}
+	return o, nil
+}
+
 func pruneCommand(command []string) *cli.Command {
 	return &cli.Command{
 		Name:  "prune",
@@ -22,13 +49,9 @@ func pruneCommand(command []string) *cli.Command {
 			"command that fails keeps that staged directory and makes prune exit 1. Partial directories of dead\n" +
 			"runs are removed too. The delete command goes after -- or in --delete-command:\n" +
 			"   pgfbb-wrap prune --staging DIR --keep-last 7 -- btrfs subvolume delete '/snap/${PGFBB_LABEL}'",
-		Flags: []cli.Flag{stagingFlag,
-			&cli.IntFlag{Name: "keep-last", Usage: "keep the newest `N` complete backups", EnvVars: []string{"PGFBB_KEEP_LAST"}},
-			&cli.DurationFlag{Name: "keep-within", Usage: "keep backups started within `DURATION` (168h: a week)", EnvVars: []string{"PGFBB_KEEP_WITHIN"}},
-			&cli.StringFlag{Name: "delete-command", Usage: "deletes one backup's snapshot, as one `STRING` split like a shell would", EnvVars: []string{"PGFBB_DELETE_COMMAND"}},
-			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"},
-		},
+		Flags: append([]cli.Flag{stagingFlag,
+			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"}}, append(keepFlags(),
+			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"})...),
 		Action: func(c *cli.Context) error {
 			o := prune.Options{Staging: c.String("staging"), DryRun: c.Bool("dry-run"), Timeout: c.Duration("timeout"),
 				Policy:        prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},

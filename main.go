@@ -16,6 +16,7 @@ import (
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
+	"github.com/pgfbb/pgfbb-wrap/prune"
 	"github.com/pgfbb/pgfbb-wrap/runner"
 	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
@@ -87,7 +88,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		Commands: append([]*cli.Command{checkCommand(force, command), verifyCommand(command), restoreCommand(command), listCommand(command),
 			pruneCommand(command), versionCommand()},
 			hookCommands(command)...),
-		Flags: append(append(backupFlags(), commandFlags()...), append(monitorFlags(), jsonFlag)...),
+		Flags: append(append(backupFlags(), commandFlags()...), append(append(monitorFlags(), keepFlags()...), jsonFlag)...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return report(os.Stderr, backup.UsageError(err))
 		},
@@ -96,6 +97,10 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("unexpected argument %q: put the snapshot command after --", c.Args().First())))
 			}
 			opts, err := options(c, force, command)
+			if err != nil {
+				return report(c.App.ErrWriter, err)
+			}
+			after, err := wrapperPrune(c)
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
@@ -110,6 +115,11 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 				backup.WriteJSON(c.App.Writer, rep, err)
 			}
 			m.finish(c.Context, rep, err)
+			if err == nil && after != nil {
+				if _, err = prune.Run(c.Context, *after); err != nil {
+					return report(c.App.ErrWriter, fmt.Errorf("the backup is published, but the prune after it failed: %w", err))
+				}
+			}
 			return err
 		},
 	}

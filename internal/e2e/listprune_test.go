@@ -24,8 +24,8 @@ func TestListAndPrune(t *testing.T) {
 		runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", label, "--fast"}, snapshot...)...).want(t, 0)
 		time.Sleep(1100 * time.Millisecond) // distinct start times
 	}
+	killHolders(t, st)
 	runTool(t, b.c.Env(), "pre", "--staging", st, "--label", "held", "--fast").want(t, 0)
-	defer runTool(t, nil, "abort", "--staging", st, "--label", "held")
 	// After pre, whose run would have swept it.
 	os.Mkdir(filepath.Join(st, ".dead.partial-123"), 0o700)
 	os.Mkdir(filepath.Join(st, "broken"), 0o700)
@@ -96,6 +96,15 @@ func TestListAndPrune(t *testing.T) {
 		}
 		if partial, _ := filepath.Glob(filepath.Join(st, ".held.partial-*")); len(partial) != 1 {
 			t.Errorf("the held backup's directory: %v", partial)
+		}
+	})
+	t.Run("the wrapper prunes after a successful backup", func(t *testing.T) {
+		runTool(t, nil, "abort", "--staging", st, "--label", "held").want(t, 0) // it holds the cluster's lock
+		args := append([]string{"--staging", st, "--label", "b5", "--fast", "--keep-last", "2",
+			"--delete-command", "btrfs subvolume delete " + b.snaps + "/${PGFBB_LABEL}"}, snapshot...)
+		runTool(t, b.c.Env(), args...).want(t, 0, "prune: removed b3")
+		if exists(filepath.Join(st, "b3")) || exists(filepath.Join(b.snaps, "b3")) || !exists(filepath.Join(st, "b5")) || !exists(filepath.Join(st, "b4")) {
+			t.Error("the prune after the backup kept or removed the wrong backups")
 		}
 	})
 	t.Run("usage", func(t *testing.T) {
