@@ -21,6 +21,7 @@ import (
 	"github.com/pgfbb/pgfbb-wrap/staged"
 	"github.com/pgfbb/pgfbb-wrap/walcollect"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 const exitCodes = `EXIT CODES:
@@ -106,6 +107,8 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			}
 			if c.Bool("json") {
 				opts.Stdout = os.Stderr // stdout is the report's
+			} else if !c.Bool("quiet") && isTerminal(os.Stderr) {
+				opts.Progress = os.Stderr
 			}
 			m := newMonitoring(c)
 			m.start(c.Context)
@@ -238,4 +241,10 @@ func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Op
 func report(w io.Writer, err error) error {
 	backup.Print(w, nil, err, false)
 	return err
+}
+
+// isTerminal tells whether f is a terminal, where a progress line helps.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

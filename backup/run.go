@@ -50,6 +50,9 @@ type Options struct {
 	// ArchiveTimeout bounds the wait for the archiver when archive_mode
 	// is on (and the WAL mode is not skip).
 	ArchiveTimeout time.Duration
+	// Progress, a terminal, gets a progress line during long waits; nil
+	// shows none.
+	Progress io.Writer `json:"-"`
 	// CheckOnly stops the run after the checks that precede a backup:
 	// nothing is started and nothing staged.
 	CheckOnly bool
@@ -362,7 +365,13 @@ func (r *run) backup(ctx context.Context) {
 
 	r.enter(PhaseStart)
 	sctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
+	hint := "(an immediate checkpoint)"
+	if !r.opts.Fast {
+		hint = "(a spread checkpoint, up to checkpoint_timeout × checkpoint_completion_target; --fast starts at once)"
+	}
+	shown := r.progress("waiting for the backup to start", hint)
 	started, err := r.sess.Start(sctx, r.opts.Label, r.opts.Fast)
+	shown()
 	if err != nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("backup did not start within --start-timeout %s (checkpoint too slow? try --fast): %w", r.opts.StartTimeout, err)
 	}
