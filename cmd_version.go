@@ -40,3 +40,39 @@ func versionCommand() *cli.Command {
 		},
 	}
 }
+
+// docsCommands print the man page and a bash completion script, both made
+// from the flags and commands themselves.
+func docsCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:  "man",
+			Usage: "print the man page (pgfbb-wrap man > /usr/local/share/man/man1/pgfbb-wrap.1)",
+			Action: func(c *cli.Context) error {
+				page, err := c.App.ToManWithSection(1)
+				if err != nil {
+					return report(c.App.ErrWriter, err)
+				}
+				fmt.Fprint(c.App.Writer, page)
+				return nil
+			},
+		},
+		{
+			Name:  "completion",
+			Usage: "print a bash completion script (pgfbb-wrap completion > /etc/bash_completion.d/pgfbb-wrap)",
+			Action: func(c *cli.Context) error {
+				fmt.Fprint(c.App.Writer, bashCompletion)
+				return nil
+			},
+		},
+	}
+}
+
+// bashCompletion asks pgfbb-wrap itself for the words that may follow.
+const bashCompletion = `_pgfbb_wrap() {
+	local words
+	words=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:COMP_CWORD-1}" --generate-bash-completion 2>/dev/null)
+	COMPREPLY=($(compgen -W "$words" -- "${COMP_WORDS[COMP_CWORD]}"))
+}
+complete -o default -F _pgfbb_wrap pgfbb-wrap
+`

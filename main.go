@@ -87,9 +87,10 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		HideHelpCommand: true,
 		Version:         backup.Version,
 		Commands: append([]*cli.Command{checkCommand(force, command), verifyCommand(command), restoreCommand(command), listCommand(command),
-			pruneCommand(command), versionCommand()},
-			hookCommands(command)...),
-		Flags: append(append(backupFlags(), commandFlags()...), append(append(monitorFlags(), keepFlags()...), jsonFlag)...),
+			pruneCommand(command), versionCommand()}, append(docsCommands(),
+			hookCommands(command)...)...),
+		EnableBashCompletion: true,
+		Flags:                append(append(backupFlags(), commandFlags()...), append(append(monitorFlags(), keepFlags()...), jsonFlag)...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return report(os.Stderr, backup.UsageError(err))
 		},
