@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,13 +55,18 @@ func hookCommands(command []string) []*cli.Command {
 			// The outcome is what a hook runner logs: the summary of a
 			// published backup on stdout, any report on stderr.
 			fmt.Fprint(c.App.ErrWriter, res.Report)
-			if res.Summary != "" {
+			switch {
+			case c.Bool("json") && len(res.JSON) > 0:
+				c.App.Writer.Write(append(res.JSON, '\n'))
+			case c.Bool("json"):
+				backup.WriteJSON(c.App.Writer, nil, res.Err())
+			case res.Summary != "":
 				fmt.Fprintln(c.App.Writer, res.Summary)
 			}
 			return res.Err()
 		}
 	}
-	finishFlags := []cli.Flag{stagingFlag, runDirFlag, labelFlag}
+	finishFlags := []cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag}
 	return []*cli.Command{
 		{
 			Name:  "pre",
@@ -70,7 +76,7 @@ func hookCommands(command []string) []*cli.Command {
 				"PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and PGFBB_STAGING_DIR as shell\n" +
 				"assignments. Take the snapshot, then run post. The holder stops the backup and publishes nothing\n" +
 				"after --hold-timeout, on SIGTERM, or when its database session ends.\n\n" + exitCodes,
-			Flags: append(backupFlags(), runDirFlag,
+			Flags: append(backupFlags(), runDirFlag, jsonFlag,
 				&cli.DurationFlag{Name: "hold-timeout", Value: 23 * time.Hour, Usage: "abort the backup when no post or abort came within `DURATION`"}),
 			Action: func(c *cli.Context) error {
 				dir, err := runDir(c)
@@ -100,6 +106,15 @@ func hookCommands(command []string) []*cli.Command {
 				}
 				for _, n := range st.Notes {
 					fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: warning: %s\n", n)
+				}
+				if c.Bool("json") {
+					enc := json.NewEncoder(c.App.Writer)
+					enc.SetIndent("", "  ")
+					enc.Encode(struct {
+						FormatVersion int `json:"format_version"`
+						*hook.State
+					}{backup.JSONFormatVersion, st})
+					return nil
 				}
 				for _, k := range []string{backup.EnvLabel, backup.EnvStartLSN, backup.EnvStartWAL, backup.EnvTimeline, backup.EnvPGData, backup.EnvStaging} {
 					// Values are labels, LSNs and paths: quoted for eval.

@@ -153,7 +153,9 @@ func (h *holder) run(ctx context.Context) *Result {
 			fmt.Fprintf(&out, "pgfbb-wrap: warning: %s\n", n)
 		}
 	}
-	res := &Result{Label: label, ExitCode: backup.ExitCode(err), Report: out.String(), Path: rep.Path}
+	var js bytes.Buffer
+	backup.WriteJSON(&js, rep, err)
+	res := &Result{Label: label, ExitCode: backup.ExitCode(err), Report: out.String(), Path: rep.Path, JSON: js.Bytes()}
 	if rep.Path != "" {
 		res.Summary = rep.Summary()
 	}

@@ -65,6 +65,8 @@ type Result struct {
 	Report   string `json:"report,omitempty"`  // what the wrapper would print for this outcome
 	Summary  string `json:"summary,omitempty"` // one line on a published backup
 	Path     string `json:"path,omitempty"`    // the published backup
+	// JSON is the report as the wrapper's --json prints it.
+	JSON json.RawMessage `json:"json,omitempty"`
 }
 
 // Failed is the error of a command whose held backup did not succeed: the

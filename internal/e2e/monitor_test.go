@@ -122,6 +122,19 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("verify --json: %+v", rep)
 	}
 
+	var pre struct {
+		FormatVersion int               `json:"format_version"`
+		Label         string            `json:"label"`
+		Vars          map[string]string `json:"vars"`
+	}
+	r = runTool(t, c.Env(), "pre", "--staging", st, "--label", "hj", "--fast", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &pre); err != nil || r.code != 0 || pre.Label != "hj" || pre.Vars["PGFBB_START_LSN"] == "" {
+		t.Fatalf("pre --json: exit %d, %+v, %v:\n%s", r.code, pre, err, r.stdout)
+	}
+	if rep := decode(runTool(t, nil, "post", "--staging", st, "--label", "hj", "--json")); rep.ExitCode != 0 || rep.Label != "hj" || rep.WALFiles == 0 {
+		t.Errorf("post --json: %+v", rep)
+	}
+
 	// A ping that cannot be sent is a warning, never a failed backup.
 	runTool(t, c.Env(), "--staging", st, "--label", "noping", "--fast", "--ping-url", "http://127.0.0.1:1/x", "--", "true").
 		want(t, 0, "warning: ping")
