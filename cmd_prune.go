@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/beneath"
+	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/prune"
 	"github.com/pgfbb/pgfbb-wrap/runner"
 	"github.com/urfave/cli/v2"
@@ -49,7 +50,7 @@ func pruneCommand(command []string) *cli.Command {
 			"command that fails keeps that staged directory and makes prune exit 1. Partial directories of dead\n" +
 			"runs are removed too. The delete command goes after -- or in --delete-command:\n" +
 			"   pgfbb-wrap prune --staging DIR --keep-last 7 -- btrfs subvolume delete '/snap/${PGFBB_LABEL}'",
-		Flags: append([]cli.Flag{stagingFlag,
+		Flags: append([]cli.Flag{stagingFlag, runDirFlag,
 			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"}}, append(keepFlags(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"})...),
 		Action: func(c *cli.Context) error {
@@ -66,6 +67,20 @@ func pruneCommand(command []string) *cli.Command {
 					fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: %s\n", n)
 				}
 				fmt.Fprintf(c.App.Writer, "kept %d: %s\n", len(res.Kept), strings.Join(res.Kept, " "))
+			}
+			if err != nil {
+				return report(c.App.ErrWriter, err)
+			}
+			if o.DryRun || res.OldestKept.IsZero() {
+				return nil
+			}
+			dir, err := runDir(c)
+			if err == nil {
+				var forgotten []string
+				forgotten, err = hook.Forget(dir, res.OldestKept)
+				for _, label := range forgotten {
+					fmt.Fprintf(c.App.Writer, "forgot %s, a held backup that ended without a post\n", label)
+				}
 			}
 			if err != nil {
 				return report(c.App.ErrWriter, err)

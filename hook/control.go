@@ -184,3 +184,30 @@ func (d runDir) collect(lock *os.File, label string) (*Result, error) {
 	d.release(lock, label, "log")
 	return nil, backup.UsageError(fmt.Errorf("no backup labelled %s is held in %s", label, string(d)))
 }
+
+// Forget removes the records of backups that ended without a post (their
+// holder ended on its own, or died) and started before the time given, and
+// returns their labels: prune clears what no post will ever collect.
+func Forget(dir string, before time.Time) ([]string, error) {
+	d := runDir(dir)
+	entries, err := List(dir)
+	if err != nil {
+		return nil, err
+	}
+	var forgotten []string
+	for _, e := range entries {
+		if (e.Status != StatusEnded && e.Status != StatusDead) || !e.started().Before(before) {
+			continue
+		}
+		lock, err := d.tryLock(e.Label)
+		if err != nil {
+			continue // taken meanwhile: not ours to forget
+		}
+		if _, err := d.collect(lock, e.Label); err != nil {
+			return forgotten, err
+		}
+		os.Remove(d.path(e.Label, "log"))
+		forgotten = append(forgotten, e.Label)
+	}
+	return forgotten, nil
+}

@@ -60,7 +60,8 @@ type Options struct {
 // Result says what a prune did, or would do with DryRun.
 type Result struct {
 	Kept, Removed []string
-	Notes         []string // the sweep of partial backups
+	OldestKept    time.Time // when the oldest kept backup started
+	Notes         []string  // the sweep of partial backups
 }
 
 // Run applies the policy to the staging directory. A delete command that
@@ -83,7 +84,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	keep, remove := o.Policy.Decide(entries, time.Now())
 	res := &Result{}
 	for _, e := range keep {
-		res.Kept = append(res.Kept, e.Label)
+		res.Kept, res.OldestKept = append(res.Kept, e.Label), e.Time
 	}
 	var merr *multierror.Error
 	for _, e := range remove {

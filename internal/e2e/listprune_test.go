@@ -81,8 +81,10 @@ func TestListAndPrune(t *testing.T) {
 		}
 	})
 	t.Run("btrfs snapshots and staged directories go together", func(t *testing.T) {
+		// An outcome no post collected, older than any kept backup.
+		os.WriteFile(filepath.Join(st, ".pgfbb-run", "forgotten.result"), []byte(`{"label":"forgotten","exit_code":4}`), 0o600)
 		runTool(t, nil, "prune", "--staging", st, "--keep-last", "2", "--", "btrfs", "subvolume", "delete", b.snaps+"/${PGFBB_LABEL}").
-			want(t, 0, "removed b1", "removed b2", "kept 2: b4 b3")
+			want(t, 0, "removed b1", "removed b2", "kept 2: b4 b3", "forgot forgotten")
 		for _, gone := range []string{filepath.Join(st, "b1"), filepath.Join(st, "b2"), filepath.Join(b.snaps, "b1"), filepath.Join(b.snaps, "b2"),
 			filepath.Join(st, ".dead.partial-123")} {
 			if exists(gone) {
