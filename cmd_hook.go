@@ -52,6 +52,7 @@ func hookCommands(command []string) []*cli.Command {
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
+			newMonitoring(c).finishHeld(c.Context, res)
 			// The outcome is what a hook runner logs: the summary of a
 			// published backup on stdout, any report on stderr.
 			fmt.Fprint(c.App.ErrWriter, res.Report)
@@ -66,7 +67,7 @@ func hookCommands(command []string) []*cli.Command {
 			return res.Err()
 		}
 	}
-	finishFlags := []cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag}
+	finishFlags := append([]cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag}, monitorFlags()...)
 	return []*cli.Command{
 		{
 			Name:  "pre",
@@ -76,7 +77,7 @@ func hookCommands(command []string) []*cli.Command {
 				"PGFBB_START_LSN, PGFBB_START_WAL, PGFBB_TIMELINE, PGFBB_PGDATA and PGFBB_STAGING_DIR as shell\n" +
 				"assignments. Take the snapshot, then run post. The holder stops the backup and publishes nothing\n" +
 				"after --hold-timeout, on SIGTERM, or when its database session ends.\n\n" + exitCodes,
-			Flags: append(backupFlags(), runDirFlag, jsonFlag,
+			Flags: append(append(backupFlags(), monitorFlags()...), runDirFlag, jsonFlag,
 				&cli.DurationFlag{Name: "hold-timeout", Value: 23 * time.Hour, Usage: "abort the backup when no post or abort came within `DURATION`"}),
 			Action: func(c *cli.Context) error {
 				dir, err := runDir(c)
@@ -95,13 +96,17 @@ func hookCommands(command []string) []*cli.Command {
 					return report(c.App.ErrWriter, err)
 				}
 				spec := hook.Spec{Backup: opts, RunDir: dir, HoldTimeout: c.Duration("hold-timeout")}
+				m := newMonitoring(c)
+				m.start(c.Context)
 				st, err := hook.Pre(c.Context, spec, exe)
 				var failed *hook.Failed
 				if errors.As(err, &failed) {
 					fmt.Fprint(c.App.ErrWriter, failed.Result.Report)
+					m.finishHeld(c.Context, failed.Result)
 					return err
 				}
 				if err != nil {
+					m.finishHeld(c.Context, &hook.Result{ExitCode: backup.ExitCode(err), Report: err.Error()})
 					return report(c.App.ErrWriter, err)
 				}
 				for _, n := range st.Notes {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/monitor"
 	"github.com/urfave/cli/v2"
 )
@@ -48,23 +50,11 @@ func (m *monitoring) start(ctx context.Context) {
 	}
 }
 
-// finish pings success or failure and writes the metrics file. A signal
-// has cancelled ctx by then, and must not silence the failure ping.
+// finish reports a wrapped run: see report.
 func (m *monitoring) finish(ctx context.Context, rep *backup.Report, err error) {
-	ctx = context.WithoutCancel(ctx)
-	if m.ping != "" {
-		if err == nil {
-			m.warning(monitor.Ping(ctx, m.ping, "", ""))
-		} else {
-			var body strings.Builder
-			backup.Print(&body, rep, err, false)
-			m.warning(monitor.Ping(ctx, m.ping, "/fail", body.String()))
-		}
-	}
-	if m.metrics == "" {
-		return
-	}
-	o := monitor.Outcome{Cluster: m.name, At: time.Now(), ExitCode: backup.ExitCode(err), Duration: time.Since(m.began),
+	var text strings.Builder
+	backup.Print(&text, rep, err, false)
+	o := monitor.Outcome{Cluster: m.name, ExitCode: backup.ExitCode(err), Duration: time.Since(m.began),
 		BackupMode: rep.BackupMode(), WALFiles: rep.WALFiles, WALBytes: rep.WALBytes}
 	if o.Cluster == "" && rep.SystemID != 0 {
 		o.Cluster = strconv.FormatUint(rep.SystemID, 10)
@@ -72,5 +62,46 @@ func (m *monitoring) finish(ctx context.Context, rep *backup.Report, err error) 
 	if rep.Command != nil {
 		o.Snapshot = time.Duration(rep.Command.DurationSec * float64(time.Second))
 	}
+	m.report(ctx, o, text.String())
+}
+
+// finishHeld reports a held backup from the outcome post or abort got:
+// the JSON report the holder made.
+func (m *monitoring) finishHeld(ctx context.Context, res *hook.Result) {
+	var j struct {
+		SystemIdentifier  string  `json:"system_identifier"`
+		ElapsedSeconds    float64 `json:"elapsed_seconds"`
+		BackupModeSeconds float64 `json:"backup_mode_seconds"`
+		WALFiles          int     `json:"wal_files"`
+		WALBytes          int64   `json:"wal_bytes"`
+	}
+	json.Unmarshal(res.JSON, &j)
+	o := monitor.Outcome{Cluster: m.name, ExitCode: res.ExitCode, Duration: time.Duration(j.ElapsedSeconds * float64(time.Second)),
+		BackupMode: time.Duration(j.BackupModeSeconds * float64(time.Second)), WALFiles: j.WALFiles, WALBytes: j.WALBytes}
+	if o.Cluster == "" {
+		o.Cluster = j.SystemIdentifier
+	}
+	m.report(ctx, o, res.Report)
+}
+
+// report pings success or failure (with the report as the body) and writes
+// the metrics file. A signal has cancelled ctx by then, and must not
+// silence the failure ping.
+func (m *monitoring) report(ctx context.Context, o monitor.Outcome, text string) {
+	ctx = context.WithoutCancel(ctx)
+	if m.ping != "" {
+		if o.ExitCode == 0 {
+			m.warning(monitor.Ping(ctx, m.ping, "", ""))
+		} else {
+			m.warning(monitor.Ping(ctx, m.ping, "/fail", text))
+		}
+	}
+	if m.metrics == "" {
+		return
+	}
+	if o.Cluster == "" {
+		o.Cluster = "unknown"
+	}
+	o.At = time.Now()
 	m.warning(monitor.WriteTextfile(m.metrics, o))
 }

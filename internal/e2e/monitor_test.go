@@ -131,8 +131,17 @@ func TestMonitoring(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &pre); err != nil || r.code != 0 || pre.Label != "hj" || pre.Vars["PGFBB_START_LSN"] == "" {
 		t.Fatalf("pre --json: exit %d, %+v, %v:\n%s", r.code, pre, err, r.stdout)
 	}
-	if rep := decode(runTool(t, nil, "post", "--staging", st, "--label", "hj", "--json")); rep.ExitCode != 0 || rep.Label != "hj" || rep.WALFiles == 0 {
+	if rep := decode(runTool(t, nil, "post", "--staging", st, "--label", "hj", "--json", "--name", "main", "--metrics-file", metrics,
+		"--ping-url", srv.URL+"/ping/abc")); rep.ExitCode != 0 || rep.Label != "hj" || rep.WALFiles == 0 {
 		t.Errorf("post --json: %+v", rep)
+	}
+	mu.Lock()
+	if len(pings) == 0 || pings[len(pings)-1] != "/ping/abc " {
+		t.Errorf("post's ping: %q", pings)
+	}
+	mu.Unlock()
+	if data, _ := os.ReadFile(metrics); !strings.Contains(string(data), `pgfbb_last_exit_code{cluster="main"} 0`) {
+		t.Errorf("post's metrics:\n%s", data)
 	}
 
 	// A ping that cannot be sent is a warning, never a failed backup.
