@@ -27,9 +27,10 @@ import (
 const exitCodes = `EXIT CODES:
    0    success: the backup is published under STAGING/LABEL
    1    the backup failed after it started (stop, staging, WAL); nothing was published
-   2    usage or configuration error (bad flag or label, staging unusable; pre of a held label,
-        post or abort with nothing held); nothing was touched
-   3    preflight refused (cannot connect, unsafe settings, missing privileges)
+   2    usage or configuration error (bad flag, config key or label, staging unusable or not private,
+        a backup of the same cluster running; pre of a held label, post or abort with nothing held);
+        nothing was touched
+   3    preflight refused (cannot connect, unsafe settings, missing privileges, a transaction-pooling proxy)
    4    the snapshot command failed or timed out (hook mode: no post within --hold-timeout);
         the backup was still stopped cleanly
    129, 130, 131, 143  interrupted by SIGHUP, SIGINT, SIGQUIT, SIGTERM: the command was signalled and nothing
