@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
@@ -26,11 +27,12 @@ func keepFlags() []cli.Flag {
 // wrapperPrune reads the wrapper's keep flags: the prune to run after a
 // successful backup, nil without a keep rule. One cron line for both, as
 // borgmatic does.
-func wrapperPrune(c *cli.Context) (*prune.Options, error) {
+func wrapperPrune(c *cli.Context, label string) (*prune.Options, error) {
 	if c.Int("keep-last") == 0 && c.Duration("keep-within") == 0 {
 		return nil, nil
 	}
-	o := &prune.Options{Staging: c.String("staging"), Policy: prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
+	o := &prune.Options{Staging: c.String("staging"), Policy: prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"),
+		Protect: label},
 		Log: func(format string, args ...any) {
 			fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: prune: "+format+"\n", args...)
 		}}
@@ -114,6 +116,12 @@ func pruneUsage(c *cli.Context, o *prune.Options) error {
 	}
 	if _, err := runner.Expand(o.DeleteCommand, map[string]string{"PGFBB_LABEL": ""}); err != nil {
 		return err
+	}
+	// A dry run checks as much as a real one.
+	if len(o.DeleteCommand) > 0 && !strings.Contains(o.DeleteCommand[0], "${") {
+		if _, err := exec.LookPath(o.DeleteCommand[0]); err != nil {
+			return fmt.Errorf("delete command: %w", err)
+		}
 	}
 	return nil
 }

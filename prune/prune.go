@@ -19,24 +19,40 @@ import (
 )
 
 // Policy says which complete backups to keep. Zero values keep nothing by
-// that rule; the newest complete backup is kept whatever it says.
+// that rule; the newest complete backup of each cluster is kept whatever it
+// says, and so is Protect.
 type Policy struct {
 	KeepLast   int
 	KeepWithin time.Duration
+	// Protect is a label never removed: the backup a run just made.
+	Protect string
 }
 
+// futureSlack is how far a start time may lie ahead of the clock before
+// it is taken for a forged or broken date.
+const futureSlack = time.Hour
+
 // Decide splits the complete backups of entries, newest first as
-// staged.List returns them, into those to keep and those to remove.
-// Backups that are not complete are neither: a running one is never
-// touched, and partial ones are the sweep's.
+// staged.List returns them, into those to keep and those to remove. The
+// rules apply to each cluster (system identifier) on its own: clusters
+// share a staging directory. Backups that are not complete are neither: a
+// running one is never touched, and partial ones are the sweep's. A
+// backup dated in the future is kept and counts for nothing: its date,
+// read from its manifest, cannot be trusted to make it the newest.
 func (p Policy) Decide(entries []staged.Entry, now time.Time) (keep, remove []staged.Entry) {
-	n := 0
+	seen := map[string]int{} // complete backups counted, by cluster
 	for _, e := range entries {
 		if e.State != staged.StateComplete {
 			continue
 		}
-		n++
-		if n == 1 || n <= p.KeepLast || (p.KeepWithin > 0 && now.Sub(e.Time) < p.KeepWithin) {
+		if e.Time.After(now.Add(futureSlack)) {
+			keep = append(keep, e)
+			continue
+		}
+		cluster := e.Manifest.SystemIdentifier
+		seen[cluster]++
+		n := seen[cluster]
+		if n == 1 || n <= p.KeepLast || (p.KeepWithin > 0 && now.Sub(e.Time) < p.KeepWithin) || e.Label == p.Protect {
 			keep = append(keep, e)
 		} else {
 			remove = append(remove, e)

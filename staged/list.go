@@ -71,11 +71,20 @@ func List(root string) ([]Entry, error) {
 			out = append(out, e)
 			continue
 		}
-		e.State, e.Manifest, e.Time = StateComplete, b.Manifest, b.Manifest.StartedAt
-		for _, f := range b.Manifest.Files {
+		m := b.Manifest
+		b.Close()
+		e.State, e.Manifest, e.Time = StateComplete, m, m.StartedAt
+		switch {
+		case m.Status != StatusComplete:
+			e.State, e.Problem = StateDamaged, fmt.Sprintf("manifest: status %q", m.Status)
+		case m.Label != name:
+			e.State, e.Problem = StateDamaged, fmt.Sprintf("manifest: label %q in directory %s", m.Label, name)
+		case m.StartedAt.IsZero() || m.StoppedAt.Before(m.StartedAt):
+			e.State, e.Problem = StateDamaged, "manifest: no plausible started_at and stopped_at"
+		}
+		for _, f := range m.Files {
 			e.Size += f.Size
 		}
-		b.Close()
 		out = append(out, e)
 	}
 	slices.SortStableFunc(out, func(a, b Entry) int { return b.Time.Compare(a.Time) })

@@ -108,6 +108,18 @@ func TestListAndPrune(t *testing.T) {
 		if exists(filepath.Join(st, "b3")) || exists(filepath.Join(b.snaps, "b3")) || !exists(filepath.Join(st, "b5")) || !exists(filepath.Join(st, "b4")) {
 			t.Error("the prune after the backup kept or removed the wrong backups")
 		}
+		// A manifest dated in the future, and one of another cluster,
+		// change nothing for this cluster's newest.
+		forgeManifest(t, filepath.Join(st, "b4"), func(m *staged.Manifest) { m.StartedAt = m.StartedAt.AddDate(70, 0, 0); m.StoppedAt = m.StartedAt })
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--dry-run").want(t, 0, "kept 2: b4 b5")
+		forgeManifest(t, filepath.Join(st, "b5"), func(m *staged.Manifest) { m.SystemIdentifier = "1" })
+		runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", "b6", "--fast", "--keep-last", "1",
+			"--delete-command", "btrfs subvolume delete " + b.snaps + "/${PGFBB_LABEL}"}, snapshot...)...).want(t, 0)
+		for _, kept := range []string{"b4", "b5", "b6"} {
+			if !exists(filepath.Join(st, kept)) {
+				t.Errorf("%s was pruned", kept)
+			}
+		}
 	})
 	t.Run("usage", func(t *testing.T) {
 		runTool(t, nil, "prune", "--staging", st).want(t, 2, "--keep-last")
