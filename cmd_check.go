@@ -27,6 +27,9 @@ func checkCommand(force <-chan struct{}, command []string) *cli.Command {
 				return report(c.App.ErrWriter, err)
 			}
 			opts.CheckOnly = true
+			if !c.Bool("verbose") {
+				opts.Log = nil // the warnings are check's own lines
+			}
 			rep, err := backup.Run(c.Context, opts)
 			if c.Bool("json") {
 				backup.WriteJSON(c.App.Writer, rep, err)
@@ -48,6 +51,9 @@ func printChecks(w io.Writer, rep *backup.Report, err error) {
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "warn  %s\n", n)
+	}
+	if err == nil {
+		return
 	}
 	for _, e := range backup.Errors(err) {
 		var pe *pgbackup.PreflightError

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
@@ -41,6 +43,10 @@ func main() {
 	backup.Version = toolVersion()
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"}
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, "pgfbb-wrap", c.App.Version) }
+	// A reader of stderr or stdout that went away (| head) must not kill
+	// the tool mid-backup: writes fail instead. Notify rather than Ignore,
+	// so that the snapshot command gets SIGPIPE's default back.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	warnOldVariables(os.Stderr)
 	ctx, force, stop := runner.NotifyContext(context.Background())
 	args, command := splitCommand(os.Args)
@@ -103,7 +109,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
-			after, err := wrapperPrune(c)
+			after, err := wrapperPrune(c, opts.Label)
 			if err != nil {
 				return report(c.App.ErrWriter, err)
 			}
@@ -135,6 +141,12 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 	for _, cmd := range app.Commands {
 		cmd.Flags = withEnv(append(cmd.Flags, configFlag))
 		cmd.Before = applyConfig(app, cmd.Flags)
+		// A bad flag is a usage error, exit 2, in one line: not a page
+		// of help on stdout, and not exit 1, which means more for verify
+		// and prune.
+		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+			return report(c.App.ErrWriter, backup.UsageError(err))
+		}
 	}
 	return app
 }

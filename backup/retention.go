@@ -77,6 +77,11 @@ func (r *run) walBudget() {
 		}
 		r.log.Info("WAL retention budget", "max_wal_retained", humanBytes(r.budget))
 	}
+	if r.budget > 0 {
+		r.ok(fmt.Sprintf("WAL retention bounded: the backup ends when %s of WAL is written (--max-wal-retained)", humanBytes(r.budget)))
+	} else if srv.MaxSlotWALKeep >= 0 {
+		r.ok(fmt.Sprintf("WAL retention bounded by max_slot_wal_keep_size (%s)", humanBytes(srv.MaxSlotWALKeep)))
+	}
 }
 
 // overBudget fails with a *WALBudgetError once the WAL written since start

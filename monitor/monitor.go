@@ -8,8 +8,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -111,17 +113,23 @@ const pingTimeout = 10 * time.Second
 func Ping(ctx context.Context, url, suffix, body string) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(url, "/")+suffix, strings.NewReader(body))
+	u, err := neturl.Parse(url)
 	if err != nil {
-		return fmt.Errorf("ping: %w", err)
+		return errors.New("ping: the URL does not parse") // the error would quote it, credentials and all
+	}
+	// The suffix belongs to the path: a query (?rid=…) stays last.
+	u.Path = strings.TrimSuffix(u.Path, "/") + suffix
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", u.Redacted(), err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("ping: %w", err)
+		return fmt.Errorf("ping %s: %s", u.Redacted(), strings.ReplaceAll(err.Error(), u.String(), u.Redacted()))
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("ping %s: %s", req.URL, resp.Status)
+		return fmt.Errorf("ping %s: %s", u.Redacted(), resp.Status)
 	}
 	return nil
 }

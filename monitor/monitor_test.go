@@ -1,6 +1,9 @@
 package monitor
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +54,20 @@ func TestTextfile(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestPingURL(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = append(got, r.URL.String()) }))
+	defer srv.Close()
+	if err := Ping(context.Background(), srv.URL+"/ping/abc?rid=1", "/start", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := Ping(context.Background(), "http://u:s3cret@127.0.0.1:1/x", "", ""); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a failed ping: %v", err)
+	}
+	if len(got) != 1 || got[0] != "/ping/abc/start?rid=1" {
+		t.Errorf("requests %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,10 @@ func TestCheck(t *testing.T) {
 		r := runTool(t, c.Env(), "check", "--staging", st, "--", "true")
 		r.want(t, 0, "ok    staging directory", "ok    connected: PostgreSQL", "ok    one server session", "ok    settings and privileges",
 			"ok    WAL source: local:", "ok    snapshot command true found")
+		if strings.Contains(r.stdout, "fail") {
+			t.Errorf("a passing check printed a fail line:\n%s", r.stdout)
+		}
+		runTool(t, c.Env(), "check", "--bogus").want(t, 2, "flag provided but not defined")
 		if entries, _ := os.ReadDir(st); len(entries) > 1 {
 			t.Errorf("check left %v in the staging directory", entries)
 		}

@@ -6,12 +6,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/kballard/go-shellquote"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/staged"
 )
 
 // TestMonitoring: the metrics file after a success and after a failure, as
@@ -142,6 +145,17 @@ func TestMonitoring(t *testing.T) {
 	mu.Unlock()
 	if data, _ := os.ReadFile(metrics); !strings.Contains(string(data), `pgfbb_last_exit_code{cluster="main"} 0`) {
 		t.Errorf("post's metrics:\n%s", data)
+	}
+
+	// A reader of its output that goes away does not kill a backup.
+	pipe := exec.Command("bash", "-c", shellquote.Join(toolBin, "-v", "--staging", st, "--label", "pipe", "--fast", "--", "sleep", "1")+
+		` 2>&1 | head -c 1 >/dev/null; exit ${PIPESTATUS[0]}`)
+	pipe.Env = append(os.Environ(), c.Env()...)
+	if out, err := pipe.CombinedOutput(); err != nil {
+		t.Errorf("with its output cut: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(st, "pipe", staged.ManifestFile)); err != nil {
+		t.Errorf("with its output cut, the backup was not published: %v", err)
 	}
 
 	// A ping that cannot be sent is a warning, never a failed backup.
