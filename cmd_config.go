@@ -1,15 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/pgfbb/pgfbb-wrap/backup"
+	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
 )
@@ -84,40 +85,75 @@ func configure(c *cli.Context, app *cli.App, flags []cli.Flag) error {
 		if !ok || c.IsSet(name) {
 			continue
 		}
-		values := []any{v}
-		if list, isList := v.([]any); isList {
-			values = list
+		if _, repeatable := f.(*cli.StringSliceFlag); !repeatable && len(v) != 1 {
+			return backup.UsageError(fmt.Errorf("%s: %s takes one value, not a list", path, name))
 		}
-		for _, v := range values {
-			if err := c.Set(name, fmt.Sprint(v)); err != nil {
-				return backup.UsageError(fmt.Errorf("%s: %s: %q is not a value it takes (%w)", path, name, fmt.Sprint(v), err))
+		for _, v := range v {
+			if err := c.Set(name, v); err != nil {
+				return backup.UsageError(fmt.Errorf("%s: %s: %q is not a value it takes (%w)", path, name, v, err))
 			}
 		}
 	}
 	return nil
 }
 
-// readConfig reads a YAML mapping of flag names to values.
-func readConfig(path string) (map[string]any, error) {
-	f, err := os.Open(path)
+// readConfig reads a YAML mapping of flag names to values, each value as
+// written (007 stays 007, 2024-01-02 a string), a list for repeatable
+// flags. The file sets commands to run, so it must be as private as the
+// staging directory: owned by this user or root, writable by no one else,
+// in directories no one else can change.
+func readConfig(path string) (map[string][]string, error) {
+	if err := beneath.CheckAncestors(path); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir, err := beneath.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer dir.Close()
+	f, fi, err := dir.OpenRegular(filepath.Base(path))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
+	st := fi.Sys().(*syscall.Stat_t)
+	if (int(st.Uid) != os.Geteuid() && st.Uid != 0) || fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("config %s: owned by uid %d with mode %04o: it must belong to you or root and be writable by no one else (chmod go-w)",
+			path, st.Uid, fi.Mode().Perm())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	var settings map[string]any
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&settings); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	for key, v := range settings {
-		switch v.(type) {
-		case map[string]any:
-			return nil, fmt.Errorf("config %s: %s: want a value or a list, not a mapping", path, key)
+	settings := map[string][]string{}
+	if len(doc.Content) == 0 {
+		return settings, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config %s: want a mapping of flag names to values", path)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key, value := root.Content[i].Value, root.Content[i+1]
+		var values []string
+		switch {
+		case value.Kind == yaml.ScalarNode && value.Tag != "!!null":
+			values = []string{value.Value}
+		case value.Kind == yaml.SequenceNode:
+			for _, item := range value.Content {
+				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+					return nil, fmt.Errorf("config %s: %s: want a list of values", path, key)
+				}
+				values = append(values, item.Value)
+			}
+		default:
+			return nil, fmt.Errorf("config %s: %s: want a value or a list of values", path, key)
 		}
+		settings[key] = values
 	}
 	return settings, nil
 }
@@ -136,7 +172,7 @@ func allFlagNames(app *cli.App) []string {
 	return names
 }
 
-func sortedKeys(m map[string]any) []string {
+func sortedKeys(m map[string][]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

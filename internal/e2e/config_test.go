@@ -39,6 +39,15 @@ func TestConfig(t *testing.T) {
 	runTool(t, append(c.Env(), "PGFBB_START_TIMEOUT=forever"), "--staging", st, "--", "true").want(t, 2, "PGFBB_START_TIMEOUT")
 	runTool(t, append(c.Env(), "PG_FBB_TIMEOUT=600"), "version").want(t, 0, "PG_FBB_TIMEOUT is the old shell tool's setting", "--start-timeout")
 
+	// Values as written, and a file others could change refused.
+	runTool(t, c.Env(), "--config", config("staging: "+st+"\nlabel: 007\nfast: true\n"), "--", "true").want(t, 0)
+	if _, err := os.Stat(filepath.Join(st, "007")); err != nil {
+		t.Errorf("label 007 from the file: %v", err)
+	}
+	open := config("staging: " + st + "\n")
+	os.Chmod(open, 0o666)
+	runTool(t, c.Env(), "--config", open, "--", "true").want(t, 2, "writable by no one else")
+
 	// The shipped example, as it is, with the staging directory overridden.
 	example := filepath.Join("..", "..", "examples", "pgfbb-wrap.yaml")
 	runTool(t, c.Env(), "--config", example, "--staging", st, "--label", "example", "--", "true").want(t, 0)
