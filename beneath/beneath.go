@@ -89,9 +89,6 @@ func (d *Dir) openat(name string, flags int, mode uint32) (*os.File, error) {
 // cryptic for a DBA.
 var errSymlink = errors.New("a symbolic link is in the way (refused: links are never followed here)")
 
-// IsSymlinkError tells whether err came from a symbolic link on the path.
-func IsSymlinkError(err error) bool { return errors.Is(err, errSymlink) }
-
 // Sub opens the directory name beneath d.
 func (d *Dir) Sub(name string) (*Dir, error) {
 	f, err := d.openat(name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
