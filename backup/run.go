@@ -303,6 +303,14 @@ func (r *run) execute(ctx context.Context) {
 		r.note("--dbname holds a password, which every user of this host can read in the process list: " +
 			"keep it in a password file (PGPASSFILE, ~/.pgpass) or in PGPASSWORD instead")
 	}
+	// Before the session's first query: behind a transaction pool its
+	// statements would fail in ways that name prepared statements, not
+	// the pool.
+	pinned := pgbackup.CheckSessionPinned(ctx, cfg)
+	if errors.Is(pinned, pgbackup.ErrTransactionPooled) {
+		r.fail(PhasePreflight, pinned)
+		return
+	}
 	if r.sess, err = pgbackup.Connect(ctx, cfg, r.opts.NetworkTimeout); err != nil {
 		var pe *pgbackup.PreflightError
 		if errors.As(err, &pe) {
@@ -319,13 +327,9 @@ func (r *run) execute(ctx context.Context) {
 		srv.Version, srv.User, srv.Superuser, srv.Replication, srv.BackendPID))
 
 	r.enter(PhasePreflight)
-	switch err := pgbackup.CheckSessionPinned(ctx, cfg); {
-	case errors.Is(err, pgbackup.ErrTransactionPooled):
-		r.fail(PhasePreflight, err)
-		return
-	case err != nil:
-		r.note(fmt.Sprintf("could not check for a transaction-pooling proxy: %v", err))
-	default:
+	if pinned != nil {
+		r.note(fmt.Sprintf("could not check for a transaction-pooling proxy: %v", pinned))
+	} else {
 		r.ok("one server session: no transaction-pooling proxy in the way")
 	}
 	if err := r.preflight(ctx); err != nil {

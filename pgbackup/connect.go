@@ -187,10 +187,14 @@ var ErrTransactionPooled = errors.New("the connection goes through a transaction
 	"which cannot hold a backup's session: connect to the server directly, or through session pooling")
 
 // CheckSessionPinned tells whether two transactions of one client run in
-// one server session. A second client holds a transaction open in the
-// server session the first one just used: on a real session nothing
-// changes for the first client, behind a transaction pool its next
-// transaction gets another server session or has to wait for one.
+// one server session. Other clients hold transactions open while the first
+// client runs its next one: on a real session nothing changes for it and no
+// one else ever sees its backend; behind a transaction pool its next
+// transaction gets another server session or has to wait for one, or
+// another client gets the server session it used. PgBouncer reuses server
+// sessions last in, first out by default, so the second client alone
+// catches it; with server_round_robin (first in, first out) the first
+// client's next transaction or the third client does.
 func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 	// A pool with no server session to spare would make the check wait.
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -206,33 +210,53 @@ func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 		return err
 	}
 	defer a.Close()
-	b, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	var first, held, second int
+	var first int
 	if err := a.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&first); err != nil {
 		return err
 	}
-	tx, err := b.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := tx.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&held); err != nil {
-		return err
-	}
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	err = a.QueryRowContext(qctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&second)
-	switch {
-	case err != nil && qctx.Err() != nil:
-		return fmt.Errorf("%w (a second transaction waited for a server session)", ErrTransactionPooled)
-	case err != nil:
-		return err
-	case second != first:
-		return fmt.Errorf("%w (backend pid %d, then %d)", ErrTransactionPooled, first, second)
+	for range 2 {
+		held, err := holdBackend(ctx, db)
+		if err != nil {
+			return err
+		}
+		defer held.tx.Rollback()
+		if held.pid == first {
+			return fmt.Errorf("%w (another client got backend pid %d)", ErrTransactionPooled, first)
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var next int
+		err = a.QueryRowContext(qctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&next)
+		switch {
+		case err != nil && qctx.Err() != nil:
+			return fmt.Errorf("%w (a second transaction waited for a server session)", ErrTransactionPooled)
+		case err != nil:
+			return err
+		case next != first:
+			return fmt.Errorf("%w (backend pid %d, then %d)", ErrTransactionPooled, first, next)
+		}
 	}
 	return nil
+}
+
+// heldBackend is a transaction another client keeps open.
+type heldBackend struct {
+	tx  *sql.Tx
+	pid int
+}
+
+// holdBackend opens a transaction in a new client (db has no idle
+// connection: every other one is held), which keeps its server session
+// until rolled back.
+func holdBackend(ctx context.Context, db *sql.DB) (*heldBackend, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	h := &heldBackend{tx: tx}
+	if err := tx.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&h.pid); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return h, nil
 }

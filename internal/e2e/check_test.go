@@ -45,22 +45,31 @@ func TestCheck(t *testing.T) {
 		runTool(t, append(c.Env(), "PGUSER=weakcheck"), "check", "--staging", staging(t)).
 			want(t, 3, "fail  role weakcheck lacks EXECUTE on "+start, "GRANT EXECUTE")
 	})
-	t.Run("behind PgBouncer in transaction mode", func(t *testing.T) {
-		port := pgbouncer(t, c, "transaction")
-		env := []string{"PGHOST=127.0.0.1", "PGPORT=" + strconv.Itoa(port), "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable"}
-		runTool(t, env, "check", "--staging", staging(t), "--pgdata", c.PGData).want(t, 3, "fail  preflight: the connection goes through a transaction-pooling proxy")
-		runTool(t, env, "--staging", staging(t), "--pgdata", c.PGData, "--", "true").want(t, 3, "transaction-pooling proxy")
-	})
+	// With server_round_robin, consecutive statements of one client go
+	// to different servers: the pool must be named before the session's
+	// first prepared statement fails.
+	for _, settings := range []string{"pool_mode = transaction", "pool_mode = transaction\nserver_round_robin = 1"} {
+		t.Run("behind PgBouncer: "+settings, func(t *testing.T) {
+			port := pgbouncer(t, c, settings)
+			env := []string{"PGHOST=127.0.0.1", "PGPORT=" + strconv.Itoa(port), "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable"}
+			res := runTool(t, env, "check", "--staging", staging(t), "--pgdata", c.PGData)
+			res.want(t, 3, "fail  preflight: the connection goes through a transaction-pooling proxy")
+			if strings.Contains(res.stdout+res.stderr, "prepared statement") {
+				t.Error("check names a prepared statement, not the pool")
+			}
+			runTool(t, env, "--staging", staging(t), "--pgdata", c.PGData, "--", "true").want(t, 3, "transaction-pooling proxy")
+		})
+	}
 	t.Run("behind PgBouncer in session mode", func(t *testing.T) {
-		port := pgbouncer(t, c, "session")
+		port := pgbouncer(t, c, "pool_mode = session")
 		env := []string{"PGHOST=127.0.0.1", "PGPORT=" + strconv.Itoa(port), "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable"}
 		runTool(t, env, "check", "--staging", staging(t), "--pgdata", c.PGData).want(t, 0, "ok    one server session")
 	})
 }
 
-// pgbouncer starts a PgBouncer in front of c with pool_mode mode, for the
-// test's duration, and returns its port.
-func pgbouncer(t *testing.T, c *pgtest.Cluster, mode string) int {
+// pgbouncer starts a PgBouncer in front of c with settings (pool_mode and
+// others, one per line), for the test's duration, and returns its port.
+func pgbouncer(t *testing.T, c *pgtest.Cluster, settings string) int {
 	t.Helper()
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
@@ -76,12 +85,12 @@ listen_addr = 127.0.0.1
 listen_port = %d
 unix_socket_dir =
 auth_type = any
-pool_mode = %s
+%s
 default_pool_size = 4
 ignore_startup_parameters = extra_float_digits
 logfile = %s/pgbouncer.log
 pidfile = %s/pgbouncer.pid
-`, c.Socket, c.Port, port, mode, dir, dir)
+`, c.Socket, c.Port, port, settings, dir, dir)
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
