@@ -24,7 +24,7 @@ func checkCommand(force <-chan struct{}, command []string) *cli.Command {
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, force, command)
 			if err != nil {
-				return report(c.App.ErrWriter, err)
+				return fail(c, err)
 			}
 			opts.CheckOnly = true
 			if !c.Bool("verbose") {

@@ -54,10 +54,18 @@ func orEnv(env []string, flag string) []string {
 // applyConfig sets, from the --config file, every one of a command's flags
 // that neither the command line nor the environment set. A key that is no
 // flag of any command, and a value a flag refuses, are usage errors.
-func applyConfig(app *cli.App, flags []cli.Flag) cli.BeforeFunc {
+func applyConfig(app *cli.App, flags []cli.Flag, root bool) cli.BeforeFunc {
 	return func(c *cli.Context) error {
 		if err := configure(c, app, flags); err != nil {
 			return report(c.App.ErrWriter, err)
+		}
+		// The hints come once, from the command that runs, and -q
+		// (from the command line, environment or file) silences them.
+		if sub := c.Args().First(); root && sub != "" && app.Command(sub) != nil {
+			return nil
+		}
+		if !c.Bool("quiet") {
+			warnOldVariables(c.App.ErrWriter)
 		}
 		return nil
 	}

@@ -43,27 +43,23 @@ func hookCommands(command []string) []*cli.Command {
 				label, notes, err = hook.Select(dir, label)
 			}
 			if err != nil {
-				return report(c.App.ErrWriter, err)
+				return fail(c, err)
 			}
 			for _, n := range notes {
 				fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: warning: %s\n", n)
 			}
 			res, err := hook.Finish(c.Context, dir, label, op)
 			if err != nil {
-				return report(c.App.ErrWriter, err)
+				return fail(c, err)
 			}
 			newMonitoring(c).finishHeld(c.Context, res)
 			// The outcome is what a hook runner logs: the summary of a
 			// published backup on stdout, any report on stderr.
 			fmt.Fprint(c.App.ErrWriter, res.Report)
-			switch {
-			case c.Bool("json") && len(res.JSON) > 0:
-				c.App.Writer.Write(append(res.JSON, '\n'))
-			case c.Bool("json"):
-				backup.WriteJSON(c.App.Writer, nil, res.Err())
-			case res.Summary != "":
+			if res.Summary != "" && !c.Bool("json") {
 				fmt.Fprintln(c.App.Writer, res.Summary)
 			}
+			writeResultJSON(c, res)
 			return res.Err()
 		}
 	}
@@ -85,15 +81,15 @@ func hookCommands(command []string) []*cli.Command {
 					err = noCommand(c)
 				}
 				if err != nil {
-					return report(c.App.ErrWriter, err)
+					return fail(c, err)
 				}
 				exe, err := os.Executable()
 				if err != nil {
-					return report(c.App.ErrWriter, fmt.Errorf("find own executable: %w", err))
+					return fail(c, fmt.Errorf("find own executable: %w", err))
 				}
 				opts, err := backupOptions(c)
 				if err != nil {
-					return report(c.App.ErrWriter, err)
+					return fail(c, err)
 				}
 				spec := hook.Spec{Backup: opts, RunDir: dir, HoldTimeout: c.Duration("hold-timeout")}
 				m := newMonitoring(c)
@@ -103,11 +99,12 @@ func hookCommands(command []string) []*cli.Command {
 				if errors.As(err, &failed) {
 					fmt.Fprint(c.App.ErrWriter, failed.Result.Report)
 					m.finishHeld(c.Context, failed.Result)
+					writeResultJSON(c, failed.Result)
 					return err
 				}
 				if err != nil {
 					m.finishHeld(c.Context, &hook.Result{ExitCode: backup.ExitCode(err), Report: err.Error()})
-					return report(c.App.ErrWriter, err)
+					return fail(c, err)
 				}
 				for _, n := range st.Notes {
 					fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: warning: %s\n", n)
@@ -115,10 +112,13 @@ func hookCommands(command []string) []*cli.Command {
 				if c.Bool("json") {
 					enc := json.NewEncoder(c.App.Writer)
 					enc.SetIndent("", "  ")
+					// notes is always there, [] when empty, like the
+					// wrapper's warnings.
 					enc.Encode(struct {
 						FormatVersion int `json:"format_version"`
 						*hook.State
-					}{backup.JSONFormatVersion, st})
+						Notes []string `json:"notes"`
+					}{backup.JSONFormatVersion, st, append([]string{}, st.Notes...)})
 					return nil
 				}
 				for _, k := range []string{backup.EnvLabel, backup.EnvStartLSN, backup.EnvStartWAL, backup.EnvTimeline, backup.EnvPGData, backup.EnvStaging} {
@@ -279,4 +279,16 @@ func shellQuote(s string) string {
 		}
 	}
 	return s
+}
+
+// writeResultJSON prints a held backup's outcome under --json: the report
+// the holder wrote, or, when it wrote none (it died), the error alone.
+func writeResultJSON(c *cli.Context, res *hook.Result) {
+	switch {
+	case !c.Bool("json"):
+	case len(res.JSON) > 0:
+		c.App.Writer.Write(append(res.JSON, '\n'))
+	default:
+		backup.WriteJSON(c.App.Writer, nil, res.Err())
+	}
 }

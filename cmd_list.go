@@ -47,14 +47,14 @@ func listCommand(command []string) *cli.Command {
 		Flags: []cli.Flag{stagingFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.String("staging") == "" || c.NArg() > 0 || len(command) > 0 {
-				return report(c.App.ErrWriter, backup.UsageError(errors.New("list takes --staging DIR and no arguments")))
+				return fail(c, backup.UsageError(errors.New("list takes --staging DIR and no arguments")))
 			}
 			entries, err := staged.List(c.String("staging"))
 			if err != nil {
-				return report(c.App.ErrWriter, backup.UsageError(err))
+				return fail(c, backup.UsageError(err))
 			}
 			now := time.Now()
-			var out []listedBackup
+			out := []listedBackup{}
 			for _, e := range entries {
 				out = append(out, listed(e, now))
 			}

@@ -25,12 +25,12 @@ func verifyCommand(command []string) *cli.Command {
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 || len(command) > 0 {
-				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
+				return fail(c, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))
 			}
 			v, err := staged.Verify(c.Context, c.Args().First())
 			if err != nil {
 				// Interrupted: what was checked so far proves nothing.
-				return report(c.App.ErrWriter, err)
+				return fail(c, err)
 			}
 			if c.Bool("json") {
 				writeVerification(c.App.Writer, c.Args().First(), v)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
@@ -47,7 +48,6 @@ func main() {
 	// the tool mid-backup: writes fail instead. Notify rather than Ignore,
 	// so that the snapshot command gets SIGPIPE's default back.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	warnOldVariables(os.Stderr)
 	ctx, force, stop := runner.NotifyContext(context.Background())
 	args, command := splitCommand(os.Args)
 	err := newApp(force, command).RunContext(ctx, args)
@@ -103,15 +103,15 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("unexpected argument %q: put the snapshot command after --", c.Args().First())))
+				return fail(c, backup.UsageError(fmt.Errorf("unexpected argument %q: put the snapshot command after --", c.Args().First())))
 			}
 			opts, err := options(c, force, command)
 			if err != nil {
-				return report(c.App.ErrWriter, err)
+				return fail(c, err)
 			}
 			after, err := wrapperPrune(c, opts.Label)
 			if err != nil {
-				return report(c.App.ErrWriter, err)
+				return fail(c, err)
 			}
 			if c.Bool("json") {
 				opts.Stdout = os.Stderr // stdout is the report's
@@ -121,26 +121,30 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			m := newMonitoring(c)
 			m.start(c.Context)
 			rep, err := backup.Run(c.Context, opts)
+			if err == nil && after != nil {
+				// A prune that fails leaves the disk to fill: the run
+				// fails, and its one report says the backup is there.
+				if _, perr := prune.Run(c.Context, *after); perr != nil {
+					rep.Reached = backup.PhasePrune
+					rep.Err = multierror.Append(nil, &backup.PhaseError{Phase: backup.PhasePrune, Err: perr})
+					err = rep.Err
+				}
+			}
 			backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
 			if c.Bool("json") {
 				backup.WriteJSON(c.App.Writer, rep, err)
 			}
 			m.finish(c.Context, rep, err)
-			if err == nil && after != nil {
-				if _, err = prune.Run(c.Context, *after); err != nil {
-					return report(c.App.ErrWriter, fmt.Errorf("the backup is published, but the prune after it failed: %w", err))
-				}
-			}
 			return err
 		},
 	}
 	// Every flag of every command has its PGFBB_ variable and can stand in
 	// the --config file.
 	app.Flags = withEnv(append(app.Flags, configFlag))
-	app.Before = applyConfig(app, app.Flags)
+	app.Before = applyConfig(app, app.Flags, true)
 	for _, cmd := range app.Commands {
 		cmd.Flags = withEnv(append(cmd.Flags, configFlag))
-		cmd.Before = applyConfig(app, cmd.Flags)
+		cmd.Before = applyConfig(app, cmd.Flags, false)
 		// A bad flag is a usage error, exit 2, in one line: not a page
 		// of help on stdout, and not exit 1, which means more for verify
 		// and prune.
@@ -254,6 +258,17 @@ func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Op
 // started, and returns its error.
 func report(w io.Writer, err error) error {
 	backup.Print(w, nil, err, false)
+	return err
+}
+
+// fail is report for a command that has printed nothing on stdout yet:
+// under --json, stdout still gets its one object, with the error and exit
+// code, so that a reader of stdout never parses an empty string.
+func fail(c *cli.Context, err error) error {
+	report(c.App.ErrWriter, err)
+	if c.Bool("json") {
+		backup.WriteJSON(c.App.Writer, nil, err)
+	}
 	return err
 }
 

@@ -29,6 +29,7 @@ const (
 	PhaseArchive   Phase = "archive" // waiting for the archiver to archive the backup's last WAL
 	PhasePublish   Phase = "publish"
 	PhaseCleanup   Phase = "cleanup"
+	PhasePrune     Phase = "prune" // the wrapper's prune after a published backup
 )
 
 // PhaseError is an error with the phase it happened in.

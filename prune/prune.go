@@ -7,7 +7,6 @@ package prune
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -105,7 +104,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var merr *multierror.Error
 	for _, e := range remove {
 		if ctx.Err() != nil {
-			return res, errors.Join(merr.ErrorOrNil(), context.Cause(ctx))
+			return res, multierror.Append(merr, context.Cause(ctx))
 		}
 		if o.DryRun {
 			o.Log("would remove %s (started %s)", e.Label, e.Time.Format(time.RFC3339))

@@ -45,7 +45,7 @@ func (s *Staging) LockCluster(ctx context.Context, systemID uint64, wait time.Du
 		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) || ctx.Err() != nil {
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				return fmt.Errorf("%w%s", ErrClusterBusy, owner(path))
+				return fmt.Errorf("%w%s", ErrClusterBusy, owner(path, wait))
 			}
 			return fmt.Errorf("cluster lock: %w", err)
 		}
@@ -59,12 +59,17 @@ func (s *Staging) LockCluster(ctx context.Context, systemID uint64, wait time.Du
 	return nil
 }
 
-// owner describes the holder a lock file names, when it can be read.
-func owner(path string) string {
+// owner describes the holder a lock file names, when it can be read, and
+// what waiting did or would do.
+func owner(path string, waited time.Duration) string {
+	hint := "--lock-wait waits for it"
+	if waited > 0 {
+		hint = fmt.Sprintf("still running after --lock-wait %s", waited)
+	}
 	data, err := os.ReadFile(path)
 	var o lockOwner
 	if err != nil || json.Unmarshal(data, &o) != nil {
-		return ""
+		return " (" + hint + ")"
 	}
-	return fmt.Sprintf(": label %s, pid %d, since %s (--lock-wait waits for it)", o.Label, o.PID, o.Since.Format(time.RFC3339))
+	return fmt.Sprintf(": label %s, pid %d, since %s (%s)", o.Label, o.PID, o.Since.Format(time.RFC3339), hint)
 }

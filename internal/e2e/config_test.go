@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
@@ -38,6 +39,19 @@ func TestConfig(t *testing.T) {
 		want(t, 2, "start-timeout", `"forever" is not a value it takes`)
 	runTool(t, append(c.Env(), "PGFBB_START_TIMEOUT=forever"), "--staging", st, "--", "true").want(t, 2, "PGFBB_START_TIMEOUT")
 	runTool(t, append(c.Env(), "PG_FBB_TIMEOUT=600"), "version").want(t, 0, "PG_FBB_TIMEOUT is the old shell tool's setting", "--start-timeout")
+	// Once, from the command that runs; -q, from anywhere, silences it.
+	if res := runTool(t, append(c.Env(), "PG_FBB_TIMEOUT=600"), "list", "--staging", t.TempDir()); strings.Count(res.stderr, "PG_FBB_TIMEOUT") != 1 {
+		t.Errorf("the hint, want it once:\n%s", res.stderr)
+	}
+	for _, env := range [][]string{nil, {"PGFBB_QUIET=true"}} {
+		args := []string{"check", "--staging", t.TempDir()}
+		if env == nil {
+			args = append(args, "-q")
+		}
+		if res := runTool(t, append(append(c.Env(), "PG_FBB_TIMEOUT=600"), env...), args...); strings.Contains(res.stderr, "PG_FBB_TIMEOUT") {
+			t.Errorf("-q %v still gives the hint:\n%s", env, res.stderr)
+		}
+	}
 
 	// Values as written, and a file others could change refused.
 	runTool(t, c.Env(), "--config", config("staging: "+st+"\nlabel: 007\nfast: true\n"), "--", "true").want(t, 0)

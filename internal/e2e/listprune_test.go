@@ -120,6 +120,26 @@ func TestListAndPrune(t *testing.T) {
 				t.Errorf("%s was pruned", kept)
 			}
 		}
+		// A prune that fails after the backup fails the run (the disk
+		// would fill), and the one report says the backup is there.
+		res := runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", "b7", "--fast", "--keep-last", "1", "--json",
+			"--delete-command", "sh -c 'exit 7'"}, snapshot...)...)
+		res.want(t, 1, "FAILED after it was published as", "prune: b6: delete command")
+		var rep struct {
+			ExitCode int    `json:"exit_code"`
+			Reached  string `json:"phase_reached"`
+			Path     string `json:"path"`
+			Errors   []struct {
+				Phase string `json:"phase"`
+			} `json:"errors"`
+		}
+		if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil || rep.ExitCode != 1 || rep.Reached != "prune" ||
+			rep.Path != filepath.Join(st, "b7") || len(rep.Errors) != 1 || rep.Errors[0].Phase != "prune" {
+			t.Errorf("--json after a failed prune: %+v, %v", rep, err)
+		}
+		if !exists(filepath.Join(st, "b7")) {
+			t.Error("b7 is gone")
+		}
 	})
 	t.Run("usage", func(t *testing.T) {
 		runTool(t, nil, "prune", "--staging", st).want(t, 2, "--keep-last")

@@ -29,7 +29,9 @@ func TestClusterLock(t *testing.T) {
 	}
 
 	runTool(t, c.Env(), "pre", "--staging", st, "--label", "held", "--fast").want(t, 0)
-	runTool(t, c.Env(), "--staging", st, "--label", "during-hold", "--fast", "--", "true").want(t, 2, "label held")
+	runTool(t, c.Env(), "--staging", st, "--label", "during-hold", "--fast", "--", "true").want(t, 2, "label held", "--lock-wait waits for it")
+	runTool(t, c.Env(), "--staging", st, "--label", "waited-out", "--fast", "--lock-wait", "1s", "--", "true").
+		want(t, 2, "label held", "still running after --lock-wait 1s")
 	runTool(t, nil, "post", "--staging", st, "--label", "held").want(t, 0)
 	runTool(t, c.Env(), "--staging", st, "--label", "after-hold", "--fast", "--", "true").want(t, 0)
 }
