@@ -10,12 +10,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
 	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -34,17 +37,22 @@ type Outcome struct {
 const lastSuccess = "pgfbb_last_success_timestamp_seconds"
 
 // WriteTextfile replaces path with the metrics of o. A failed run keeps
-// the last success time the file already held: one series per cluster,
-// never one per label.
+// the last success time the file held for the same cluster: one series per
+// cluster, never one per label. The file is one cluster's: when it held
+// another cluster's series, they are replaced all the same, and the error
+// says so, for a warning.
 func WriteTextfile(path string, o Outcome) error {
+	var b bytes.Buffer
+	label := `{cluster="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(o.Cluster) + `"}`
+	prev, other := readLastSuccess(path, label)
 	success := float64(0)
 	if o.ExitCode == 0 {
 		success = float64(o.At.UnixNano()) / 1e9
-	} else if prev, ok := readGauge(path, lastSuccess); ok {
+	} else if prev <= float64(o.At.UnixNano())/1e9 {
+		// A value from the future (a clock set wrong, a hand-edited
+		// file) would hide every failure from a staleness alert.
 		success = prev
 	}
-	var b bytes.Buffer
-	label := `{cluster="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(o.Cluster) + `"}`
 	gauge := func(name, help string, v float64) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s%s %s\n", name, help, name, name, label, strconv.FormatFloat(v, 'f', -1, 64))
 	}
@@ -56,26 +64,51 @@ func WriteTextfile(path string, o Outcome) error {
 	gauge("pgfbb_last_snapshot_seconds", "How long the snapshot command of the last run took.", o.Snapshot.Seconds())
 	gauge("pgfbb_last_wal_files", "WAL files the last run staged.", float64(o.WALFiles))
 	gauge("pgfbb_last_wal_bytes", "WAL bytes the last run staged.", float64(o.WALBytes))
-	return replace(path, b.Bytes())
+	if err := replace(path, b.Bytes()); err != nil {
+		return err
+	}
+	if other != "" {
+		return fmt.Errorf("metrics file %s held the metrics of cluster%s and now holds those of cluster%s alone: give each cluster (--name) its own file",
+			path, other, label)
+	}
+	return nil
 }
 
-// readGauge reads a sample of name from a text file this package wrote.
-func readGauge(path, name string) (float64, bool) {
-	f, err := os.Open(path)
+// maxTextfile bounds what is read of an existing metrics file; this
+// package writes about 2 KiB.
+const maxTextfile = 64 << 10
+
+// readLastSuccess reads the last success time the file at path holds for
+// the series label (0 when none, or when it is not a finite, positive
+// number), and the label of another cluster's series it holds, if any.
+func readLastSuccess(path, label string) (success float64, other string) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return 0, false
+		return 0, ""
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return 0, ""
+	}
+	sc := bufio.NewScanner(io.LimitReader(f, maxTextfile))
 	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") {
-			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-				return v, true
-			}
+		name, rest, ok := strings.Cut(sc.Text(), "{")
+		if !ok || name != lastSuccess {
+			continue
+		}
+		i := strings.LastIndexByte(rest, ' ')
+		if i < 0 {
+			continue
+		}
+		if l := "{" + rest[:i]; l != label {
+			other = l
+			continue
+		}
+		if v, err := strconv.ParseFloat(rest[i+1:], 64); err == nil && v > 0 && !math.IsInf(v, 0) {
+			success = v
 		}
 	}
-	return 0, false
+	return success, other
 }
 
 // replace writes data to a new file beside path and renames it over path,

@@ -57,6 +57,41 @@ func TestTextfile(t *testing.T) {
 	}
 }
 
+// TestTextfileCarriedSuccess: a failed run carries over only a sane last
+// success time of its own cluster, and says when the file was another's.
+func TestTextfileCarriedSuccess(t *testing.T) {
+	at := time.Unix(1764300000, 0)
+	line := func(cluster, v string) string {
+		return lastSuccess + `{cluster="` + cluster + `"} ` + v + "\n"
+	}
+	for _, tc := range []struct {
+		name, file, want, warn string
+	}{
+		{"its own", line("main", "1764200000"), "1764200000", ""},
+		{"from the future", line("main", "1864200000"), "0", ""},
+		{"not a number", line("main", "NaN"), "0", ""},
+		{"infinite", line("main", "+Inf"), "0", ""},
+		{"negative", line("main", "-5"), "0", ""},
+		{"another cluster's", line("other", "1764200000"), "0", `cluster{cluster="other"}`},
+		{"garbage", "\x00{{{ \n" + lastSuccess + "{\n", "0", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pgfbb.prom")
+			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := WriteTextfile(path, Outcome{Cluster: "main", At: at, ExitCode: 1})
+			if tc.warn == "" && err != nil || tc.warn != "" && (err == nil || !strings.Contains(err.Error(), tc.warn)) {
+				t.Errorf("error %v, want one naming %q", err, tc.warn)
+			}
+			data, _ := os.ReadFile(path)
+			if got := parse(t, string(data))[lastSuccess+`{cluster="main"}`]; got != tc.want {
+				t.Errorf("last success %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestPingURL(t *testing.T) {
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = append(got, r.URL.String()) }))

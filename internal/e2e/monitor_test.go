@@ -147,6 +147,26 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("post's metrics:\n%s", data)
 	}
 
+	// A command that fails before it does anything still gives stdout
+	// its one object, with the exit code and the error.
+	for _, args := range [][]string{
+		{"list", "--json", "--staging", filepath.Join(st, "missing")},
+		{"post", "--json", "--staging", st, "--label", "never-held"},
+		{"abort", "--json", "--staging", st},
+		{"pre", "--json", "--staging", st, "--label", "bad label"},
+		{"verify", "--json", filepath.Join(st, "a"), filepath.Join(st, "b")},
+		{"--json", "--staging", st, "unexpected"},
+	} {
+		r := runTool(t, c.Env(), args...)
+		if rep := decode(r); rep.ExitCode != 2 || r.code != 2 || len(rep.Errors) != 1 || rep.Errors[0].Message == "" {
+			t.Errorf("%v: exit %d, %+v", args, r.code, rep)
+		}
+	}
+	if r := runTool(t, c.Env(), "pre", "--staging", st, "--label", "hn", "--fast", "--json"); !strings.Contains(r.stdout, `"notes": []`) {
+		t.Errorf("pre --json without notes: %s", r.stdout)
+	}
+	runTool(t, nil, "abort", "--staging", st, "--label", "hn").want(t, 0)
+
 	// A reader of its output that goes away does not kill a backup.
 	pipe := exec.Command("bash", "-c", shellquote.Join(toolBin, "-v", "--staging", st, "--label", "pipe", "--fast", "--", "sleep", "1")+
 		` 2>&1 | head -c 1 >/dev/null; exit ${PIPESTATUS[0]}`)
