@@ -46,7 +46,7 @@ func (r *run) waitArchived(ctx context.Context, plan *walcollect.Plan) (*staged.
 	db := context.WithoutCancel(ctx)
 	began := time.Now()
 	defer r.progress("waiting for the archiver to archive "+strings.Join(check.Required, " and "),
-		fmt.Sprintf("(--archive-timeout %s)", r.opts.ArchiveTimeout))()
+		fixed(fmt.Sprintf("(--archive-timeout %s)", r.opts.ArchiveTimeout)))()
 	for {
 		pending, err := r.notArchived(db, pgwal, check.Required)
 		check.WaitSeconds = time.Since(began).Seconds()

@@ -371,9 +371,10 @@ func (r *run) backup(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	hint := "(an immediate checkpoint)"
 	if !r.opts.Fast {
-		hint = "(a spread checkpoint, up to checkpoint_timeout × checkpoint_completion_target; --fast starts at once)"
+		hint = fmt.Sprintf("of up to about %s (a spread checkpoint: checkpoint_timeout × checkpoint_completion_target; --fast starts at once)",
+			r.sess.Server().SpreadCheckpoint.Round(time.Second))
 	}
-	shown := r.progress("waiting for the backup to start", hint)
+	shown := r.progress("waiting for the backup to start", fixed(hint))
 	started, err := r.sess.Start(sctx, r.opts.Label, r.opts.Fast)
 	shown()
 	if err != nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {

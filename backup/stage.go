@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
@@ -160,7 +161,11 @@ func (r *run) stageWAL(ctx context.Context, plan *walcollect.Plan) error {
 	if err := checkSlot(); err != nil {
 		return err
 	}
-	err := walcollect.Collect(ctx, r.staging, r.source, plan)
+	var copied atomic.Int64
+	defer r.progress("staging WAL", func() string {
+		return fmt.Sprintf("%d of %d files from %s", copied.Load(), plan.Files(), r.source)
+	})()
+	err := walcollect.Collect(ctx, r.staging, r.source, plan, &copied)
 	if serr := checkSlot(); serr != nil {
 		return serr
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 )
@@ -29,6 +30,9 @@ type Server struct {
 	// MaxSlotWALKeep is max_slot_wal_keep_size in bytes: -1 (unlimited,
 	// and always before 13) lets a slot keep WAL until pg_wal is full.
 	MaxSlotWALKeep int64
+	// SpreadCheckpoint is about how long a spread checkpoint takes at
+	// most: checkpoint_timeout × checkpoint_completion_target.
+	SpreadCheckpoint time.Duration
 
 	api           api
 	missingGrants []string
@@ -48,6 +52,7 @@ func (s *Server) BackupFrom() string {
 
 func readServer(ctx context.Context, conn *sql.Conn, num int) (*Server, error) {
 	srv := &Server{VersionNum: num, api: apiFor(num)}
+	var spread float64
 	// pg_settings hides data_directory from roles without superuser or
 	// pg_read_all_settings instead of failing, unlike current_setting().
 	err := conn.QueryRowContext(ctx, `
@@ -62,13 +67,16 @@ SELECT current_setting('server_version'),
        r.rolsuper,
        r.rolreplication,
        current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots),
-       pg_catalog.pg_size_bytes(COALESCE(current_setting('max_slot_wal_keep_size', true), '-1'))
+       pg_catalog.pg_size_bytes(COALESCE(current_setting('max_slot_wal_keep_size', true), '-1')),
+       (EXTRACT(EPOCH FROM current_setting('checkpoint_timeout')::interval) *
+        current_setting('checkpoint_completion_target')::float8)::float8
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`).Scan(
 		&srv.Version, &srv.WALLevel, &srv.ArchiveMode, &srv.SegmentSize, &srv.DataDirectory, &srv.InRecovery,
-		&srv.BackendPID, &srv.User, &srv.Superuser, &srv.Replication, &srv.FreeSlots, &srv.MaxSlotWALKeep)
+		&srv.BackendPID, &srv.User, &srv.Superuser, &srv.Replication, &srv.FreeSlots, &srv.MaxSlotWALKeep, &spread)
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
+	srv.SpreadCheckpoint = time.Duration(spread * float64(time.Second))
 	for _, fn := range []string{srv.api.startFunc, srv.api.stopFunc, "pg_catalog.pg_control_system()", "pg_catalog.pg_control_checkpoint()"} {
 		var ok bool
 		if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE')", fn).Scan(&ok); err != nil {

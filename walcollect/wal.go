@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
@@ -111,14 +112,24 @@ func (p *Plan) Segments() []string {
 	return names
 }
 
+// Files counts the files Collect copies for the plan, at most: the
+// segments, the history files and the backup history file.
+func (p *Plan) Files() int {
+	return int(p.LastSegment-p.FirstSegment+1) + len(p.History) + 1
+}
+
 // Collect copies every file of the plan from src into the wal/ directory of
 // the backup being staged in dst and writes its wal_list. Every missing or
 // damaged file is reported, not only the first; a context cancellation
-// stops at once.
-func Collect(ctx context.Context, dst *staged.Staging, src Source, p *Plan) error {
+// stops at once. copied, when not nil, is counted up by one per file
+// handled, for a progress line.
+func Collect(ctx context.Context, dst *staged.Staging, src Source, p *Plan, copied *atomic.Int64) error {
 	var merr *multierror.Error
 	var done []string
 	stage := func(name string, wantSize int64, check func([]byte) error, zeroFrom *pgformat.LSN) {
+		if copied != nil {
+			defer copied.Add(1)
+		}
 		if ctx.Err() != nil {
 			return
 		}

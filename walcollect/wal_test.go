@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
@@ -70,8 +71,13 @@ func TestStagePublish(t *testing.T) {
 	if err := s.WriteFile(staged.LabelFile, []byte("START WAL LOCATION: 0/300028 (file 000000010000000000000003)\n")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Collect(context.Background(), s, DirSource(pgWAL(t)), testPlan(t)); err != nil {
+	var copied atomic.Int64
+	plan := testPlan(t)
+	if err := Collect(context.Background(), s, DirSource(pgWAL(t)), plan, &copied); err != nil {
 		t.Fatal(err)
+	}
+	if copied.Load() != int64(plan.Files()) || plan.Files() != 4 {
+		t.Errorf("copied %d of %d files, want 4 of 4", copied.Load(), plan.Files())
 	}
 	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("backup visible before Publish: %v", err)
@@ -154,7 +160,7 @@ func TestStageWALFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = Collect(context.Background(), s, DirSource(dir), testPlan(t))
+			err = Collect(context.Background(), s, DirSource(dir), testPlan(t), nil)
 			if err == nil {
 				t.Fatal("StageWAL succeeded on damaged WAL")
 			}
@@ -182,7 +188,7 @@ func TestStageWALOptionalBackupHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Collect(context.Background(), s, DirSource(dir), testPlan(t)); err != nil {
+	if err := Collect(context.Background(), s, DirSource(dir), testPlan(t), nil); err != nil {
 		t.Fatalf("a missing *.backup file must not fail staging: %v", err)
 	}
 }
@@ -194,7 +200,7 @@ func TestStageWALCancelled(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := Collect(ctx, s, DirSource(pgWAL(t)), testPlan(t)); !errors.Is(err, context.Canceled) {
+	if err := Collect(ctx, s, DirSource(pgWAL(t)), testPlan(t), nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("StageWAL with a cancelled context = %v", err)
 	}
 }
@@ -215,7 +221,7 @@ func TestStageWALZeroFrom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Collect(context.Background(), s, DirSource(dir), p); err != nil {
+	if err := Collect(context.Background(), s, DirSource(dir), p, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(s.TempDir(), staged.WALDir, pgformat.SegmentFileName(1, 5, mb)))
