@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,9 @@ func hookCommands(command []string) []*cli.Command {
 			if err == nil {
 				err = noCommand(c)
 			}
+			if err == nil {
+				err = checkLogFormat(c)
+			}
 			label := c.String("label")
 			var notes []string
 			if err == nil {
@@ -55,7 +59,7 @@ func hookCommands(command []string) []*cli.Command {
 			newMonitoring(c).finishHeld(c.Context, res)
 			// The outcome is what a hook runner logs: the summary of a
 			// published backup on stdout, any report on stderr.
-			fmt.Fprint(c.App.ErrWriter, res.Report)
+			printResult(c, res)
 			if res.Summary != "" && !c.Bool("json") {
 				fmt.Fprintln(c.App.Writer, res.Summary)
 			}
@@ -63,7 +67,7 @@ func hookCommands(command []string) []*cli.Command {
 			return res.Err()
 		}
 	}
-	finishFlags := append([]cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag}, monitorFlags()...)
+	finishFlags := append([]cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag, logFormatFlag}, monitorFlags()...)
 	return []*cli.Command{
 		{
 			Name:  "pre",
@@ -97,7 +101,7 @@ func hookCommands(command []string) []*cli.Command {
 				st, err := hook.Pre(c.Context, spec, exe)
 				var failed *hook.Failed
 				if errors.As(err, &failed) {
-					fmt.Fprint(c.App.ErrWriter, failed.Result.Report)
+					printResult(c, failed.Result)
 					m.finishHeld(c.Context, failed.Result)
 					writeResultJSON(c, failed.Result)
 					return err
@@ -290,5 +294,26 @@ func writeResultJSON(c *cli.Context, res *hook.Result) {
 		c.App.Writer.Write(append(res.JSON, '\n'))
 	default:
 		backup.WriteJSON(c.App.Writer, nil, res.Err())
+	}
+}
+
+// printResult prints a held backup's outcome on stderr: the report the
+// holder wrote or, under --log-format json, one record holding its JSON
+// report, as the wrapper would.
+func printResult(c *cli.Context, res *hook.Result) {
+	if c.String("log-format") != "json" {
+		fmt.Fprint(c.App.ErrWriter, res.Report)
+		return
+	}
+	l := slog.New(slog.NewJSONHandler(c.App.ErrWriter, nil))
+	var report any = json.RawMessage(res.JSON)
+	if len(res.JSON) == 0 {
+		report = res.Report // the holder died before writing one
+	}
+	switch {
+	case res.ExitCode != backup.ExitOK:
+		l.Error("backup failed", "report", report)
+	case res.Report != "":
+		l.Warn("backup aborted", "report", report)
 	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/backup"
-	"github.com/pgfbb/pgfbb-wrap/hook"
 	"github.com/pgfbb/pgfbb-wrap/pgbackup"
 	"github.com/pgfbb/pgfbb-wrap/prune"
 	"github.com/pgfbb/pgfbb-wrap/runner"
@@ -57,10 +56,6 @@ func main() {
 
 // exitCode maps any command's error to the documented exit codes.
 func exitCode(err error) int {
-	var failed *hook.Failed
-	if errors.As(err, &failed) {
-		return failed.Result.ExitCode
-	}
 	var held *holdExit
 	if errors.As(err, &held) {
 		return held.code
@@ -130,7 +125,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 					err = rep.Err
 				}
 			}
-			backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
+			printOutcome(c, rep, err)
 			if c.Bool("json") {
 				backup.WriteJSON(c.App.Writer, rep, err)
 			}
@@ -189,9 +184,12 @@ func backupFlags() []cli.Flag {
 			"file system, or 16GB when it is not visible; 0: no limit)"},
 		verboseFlag,
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log errors only: no warnings"},
-		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"PGFBB_LOG_FORMAT"}, Usage: "`FORMAT` of log lines: text or json (log/slog's)"},
+		logFormatFlag,
 	}
 }
+
+var logFormatFlag = &cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"PGFBB_LOG_FORMAT"},
+	Usage: "`FORMAT` of log lines and the report on stderr: text or json (log/slog's records)"}
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as one JSON object on stdout (human text stays on stderr)"}
 
@@ -208,14 +206,12 @@ func backupOptions(c *cli.Context) (backup.Options, error) {
 	case c.Bool("quiet"):
 		level = slog.LevelError
 	}
-	var handler slog.Handler
-	switch c.String("log-format") {
-	case "text":
-		handler = slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
-	case "json":
+	if err := checkLogFormat(c); err != nil {
+		return backup.Options{}, err
+	}
+	var handler slog.Handler = slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	if c.String("log-format") == "json" {
 		handler = slog.NewJSONHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
-	default:
-		return backup.Options{}, backup.UsageError(fmt.Errorf("--log-format %q: want text or json", c.String("log-format")))
 	}
 	opts := backup.Options{
 		Staging: c.String("staging"), Label: c.String("label"), Fast: c.Bool("fast"),
@@ -231,6 +227,13 @@ func backupOptions(c *cli.Context) (backup.Options, error) {
 		return opts, backup.UsageError(fmt.Errorf("--max-wal-retained: %w", err))
 	}
 	return opts, nil
+}
+
+func checkLogFormat(c *cli.Context) error {
+	if f := c.String("log-format"); f != "text" && f != "json" {
+		return backup.UsageError(fmt.Errorf("--log-format %q: want text or json", f))
+	}
+	return nil
 }
 
 // options reads the wrapper's flags.
@@ -265,11 +268,21 @@ func report(w io.Writer, err error) error {
 // under --json, stdout still gets its one object, with the error and exit
 // code, so that a reader of stdout never parses an empty string.
 func fail(c *cli.Context, err error) error {
-	report(c.App.ErrWriter, err)
+	printOutcome(c, nil, err)
 	if c.Bool("json") {
 		backup.WriteJSON(c.App.Writer, nil, err)
 	}
 	return err
+}
+
+// printOutcome prints a run's outcome on stderr, as text or, under
+// --log-format json, as one log record.
+func printOutcome(c *cli.Context, rep *backup.Report, err error) {
+	if c.String("log-format") == "json" {
+		backup.Log(slog.New(slog.NewJSONHandler(c.App.ErrWriter, nil)), rep, err, c.Bool("verbose"))
+		return
+	}
+	backup.Print(c.App.ErrWriter, rep, err, c.Bool("verbose"))
 }
 
 // isTerminal tells whether f is a terminal, where a progress line helps.

@@ -53,12 +53,30 @@ const (
 	ExitSnapshot  = 4 // the snapshot command failed or timed out (hook mode: no post within --hold-timeout); the backup was stopped cleanly
 )
 
+// exitCoded is an error whose exit code was decided elsewhere: by the
+// holder process of a held backup, say.
+type exitCoded struct {
+	err  error
+	code int
+}
+
+func (e *exitCoded) Error() string { return e.err.Error() }
+func (e *exitCoded) Unwrap() error { return e.err }
+
+// WithExitCode marks err with the exit code it stands for, which ExitCode
+// then returns.
+func WithExitCode(err error, code int) error { return &exitCoded{err: err, code: code} }
+
 // ExitCode maps the error of a run to the process exit code. When a run
 // collected several errors the most serious decides: an interruption
 // (128+signal), then a failed backup, then a failed snapshot.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
+	}
+	var coded *exitCoded
+	if errors.As(err, &coded) {
+		return coded.code
 	}
 	var intr *runner.Interrupted
 	if errors.As(err, &intr) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -51,6 +52,26 @@ type jsonError struct {
 // WriteJSON writes the report of a run that ended with err as one JSON
 // object (see README, JSON report).
 func WriteJSON(w io.Writer, r *Report, err error) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(newJSONReport(r, err))
+}
+
+// Log writes what Print writes, as one log record whose "report" is the
+// JSON report: for --log-format json, where stderr holds records only.
+func Log(l *slog.Logger, r *Report, err error, verbose bool) {
+	switch {
+	case err == nil && r != nil && r.Aborted != "":
+		l.Warn("backup aborted", "report", newJSONReport(r, err))
+	case err == nil && r != nil && verbose:
+		l.Info("backup complete", "report", newJSONReport(r, err))
+	case err == nil:
+	default:
+		l.Error("backup failed", "report", newJSONReport(r, err))
+	}
+}
+
+func newJSONReport(r *Report, err error) jsonReport {
 	j := jsonReport{FormatVersion: JSONFormatVersion, ExitCode: ExitCode(err), Warnings: []string{}, Errors: []jsonError{}}
 	if r != nil {
 		j.Label, j.Path, j.Reached, j.Timeline = r.Label, r.Path, r.Reached, r.Timeline
@@ -78,7 +99,5 @@ func WriteJSON(w io.Writer, r *Report, err error) error {
 			j.Errors = append(j.Errors, je)
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(j)
+	return j
 }

@@ -128,7 +128,7 @@ func Pre(ctx context.Context, spec Spec, exe string) (*State, error) {
 				res.ExitCode = intr.ExitCode()
 				res.Report = fmt.Sprintf("pgfbb-wrap: pre %s: the holder was told to stop\n", intr) + res.Report
 			}
-			return nil, &Failed{Result: res}
+			return nil, backup.WithExitCode(&Failed{Result: res}, res.ExitCode)
 		case err := <-failed:
 			werr := cmd.Wait()
 			tail, _ := os.ReadFile(d.path(label, "log"))

@@ -82,7 +82,7 @@ func (r *Result) Err() error {
 	if r.ExitCode == backup.ExitOK {
 		return nil
 	}
-	return &Failed{Result: r}
+	return backup.WithExitCode(&Failed{Result: r}, r.ExitCode)
 }
 
 // Entry is one label in the run directory.

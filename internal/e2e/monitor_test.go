@@ -80,12 +80,39 @@ func TestMonitoring(t *testing.T) {
 	mu.Unlock()
 
 	// Logs as JSON lines; -q silences warnings.
-	r := runTool(t, c.Env(), "--staging", st, "--label", "json", "--fast", "-v", "--log-format", "json", "--", "true")
-	r.want(t, 0)
-	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil && strings.HasPrefix(line, "{") || err == nil && rec["msg"] == nil {
-			t.Errorf("log line %q is not a slog JSON record: %v", line, err)
+	// The outcome, too, is a record: its "report" is the JSON report.
+	outcome := func(r result) (msg string, exitCode float64) {
+		t.Helper()
+		for _, line := range strings.FieldsFunc(r.stderr, func(c rune) bool { return c == '\n' }) {
+			var rec struct {
+				Msg    string         `json:"msg"`
+				Report map[string]any `json:"report"`
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Msg == "" {
+				t.Errorf("stderr line %q is not a slog JSON record: %v", line, err)
+				continue
+			}
+			if rec.Report != nil {
+				msg, exitCode = rec.Msg, rec.Report["exit_code"].(float64)
+			}
+		}
+		return msg, exitCode
+	}
+	for _, tc := range []struct {
+		args     []string
+		msg      string
+		exitCode float64
+	}{
+		{[]string{"--staging", st, "--label", "json", "--fast", "-v", "--log-format", "json", "--", "true"}, "backup complete", 0},
+		{[]string{"--staging", st, "--label", "jsonfail", "--fast", "--log-format", "json", "--", "false"}, "backup failed", 4},
+		{[]string{"--staging", st, "--log-format", "json", "unexpected"}, "backup failed", 2},
+		{[]string{"pre", "--staging", st, "--label", "jsonheld", "--fast", "--log-format", "json"}, "", 0},
+		{[]string{"abort", "--staging", st, "--label", "jsonheld", "--log-format", "json"}, "backup aborted", 0},
+		{[]string{"post", "--staging", st, "--label", "jsonheld", "--log-format", "json"}, "backup failed", 2},
+	} {
+		r := runTool(t, c.Env(), tc.args...)
+		if msg, code := outcome(r); msg != tc.msg || code != tc.exitCode || r.code != int(tc.exitCode) {
+			t.Errorf("%v: exit %d, record %q with exit_code %v, want %q with %v", tc.args, r.code, msg, code, tc.msg, tc.exitCode)
 		}
 	}
 	if q := runTool(t, c.Env(), "--staging", st, "--label", "quiet", "--fast", "-q", "--wal=skip", "--", "true"); q.code != 0 || q.stderr != "" {
@@ -110,7 +137,7 @@ func TestMonitoring(t *testing.T) {
 		}
 		return rep
 	}
-	r = runTool(t, c.Env(), "--staging", st, "--label", "j1", "--fast", "--json", "--", "sh", "-c", "echo from-the-command")
+	r := runTool(t, c.Env(), "--staging", st, "--label", "j1", "--fast", "--json", "--", "sh", "-c", "echo from-the-command")
 	if rep := decode(r); r.code != 0 || rep.Label != "j1" || rep.ExitCode != 0 || rep.WALFiles == 0 || !strings.Contains(r.stderr, "from-the-command") {
 		t.Errorf("--json success: exit %d, %+v, stderr %q", r.code, rep, r.stderr)
 	}
