@@ -20,6 +20,31 @@ import (
 // the backup, and no other session can stop it.
 var ErrSessionLost = errors.New("database session lost: PostgreSQL aborts a backup whose session ends")
 
+// ErrSessionMoved means a statement of the session reached another server
+// session than the one it opened: a pooling proxy (PgBouncer in
+// transaction or statement mode) is in the way. The guarded statement did
+// nothing there.
+var ErrSessionMoved = errors.New("a statement of the backup's session reached another server session: a pooling proxy in " +
+	"transaction or statement mode is in the way; connect to the server directly, or through session pooling")
+
+// guard makes a statement run only in the session's own server session:
+// the condition has no column and calls no volatile function, so the
+// planner makes it a one-time filter, checked before the backup function
+// is called at all. Elsewhere the statement returns no row.
+func (s *Session) guard(query string) string {
+	return fmt.Sprintf("%s WHERE pg_catalog.pg_backend_pid() = %d", query, s.server.BackendPID)
+}
+
+// moved reports a guarded statement that returned no row, and marks the
+// session so that Close ends its server session by pid.
+func (s *Session) moved(err error, what string) error {
+	if !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	s.wandered = true
+	return fmt.Errorf("%s: %w (backend pid %d)", what, ErrSessionMoved, s.server.BackendPID)
+}
+
 // ErrNotInBackup means the server no longer considers the backup running.
 var ErrNotInBackup = errors.New("the server has no backup in progress for this session")
 
@@ -63,8 +88,10 @@ func SlotName(pid int, label string) string {
 // server drops it when the session ends, whatever happens to this process.
 func (s *Session) CreateSlot(ctx context.Context, label string) (string, error) {
 	name := SlotName(s.server.BackendPID, label)
-	if _, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_create_physical_replication_slot($1, true, true)", name); err != nil {
-		return "", fmt.Errorf("create slot %s: %w", name, s.classify(ctx, err))
+	var created string
+	err := s.conn.QueryRowContext(ctx, s.guard("SELECT (pg_catalog.pg_create_physical_replication_slot($1, true, true)).slot_name::text"), name).Scan(&created)
+	if err != nil {
+		return "", fmt.Errorf("create slot %s: %w", name, s.classify(ctx, s.moved(err, "create slot")))
 	}
 	s.slot = name
 	return name, nil
@@ -138,7 +165,9 @@ func (s *Session) DropSlot(ctx context.Context) error {
 	if s.slot == "" || s.lost {
 		return nil
 	}
-	_, err := s.conn.ExecContext(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", s.slot)
+	var one int
+	err := s.conn.QueryRowContext(ctx, s.guard("SELECT 1 FROM pg_catalog.pg_drop_replication_slot($1)"), s.slot).Scan(&one)
+	err = s.moved(err, "drop slot")
 	// A failed stop (a standby promoted mid-backup) drops a temporary slot
 	// with the aborted transaction's cleanup: gone is what we want.
 	if err != nil && pq.As(err, pqerror.UndefinedObject) == nil {
@@ -153,8 +182,8 @@ func (s *Session) DropSlot(ctx context.Context) error {
 // session: use it only to bound or interrupt the start itself.
 func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started, error) {
 	var lsn string
-	if err := s.conn.QueryRowContext(ctx, s.server.api.startSQL, label, fast).Scan(&lsn); err != nil {
-		return nil, fmt.Errorf("start backup: %w", s.classify(ctx, err))
+	if err := s.conn.QueryRowContext(ctx, s.guard(s.server.api.startSQL), label, fast).Scan(&lsn); err != nil {
+		return nil, fmt.Errorf("start backup: %w", s.classify(ctx, s.moved(err, "start")))
 	}
 	st := &Started{At: time.Now()}
 	var err error
@@ -178,8 +207,8 @@ func (s *Session) Start(ctx context.Context, label string, fast bool) (*Started,
 func (s *Session) Stop(ctx context.Context) (*Stopped, error) {
 	var lsn string
 	var label, spcmap sql.NullString
-	if err := s.conn.QueryRowContext(ctx, s.server.api.stopSQL).Scan(&lsn, &label, &spcmap); err != nil {
-		return nil, fmt.Errorf("stop backup: %w", s.classify(ctx, err))
+	if err := s.conn.QueryRowContext(ctx, s.guard(s.server.api.stopSQL)).Scan(&lsn, &label, &spcmap); err != nil {
+		return nil, fmt.Errorf("stop backup: %w", s.classify(ctx, s.moved(err, "stop")))
 	}
 	st := &Stopped{At: time.Now(), Label: []byte(label.String), TablespaceMap: []byte(spcmap.String)}
 	var err error

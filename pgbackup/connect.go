@@ -7,6 +7,7 @@ package pgbackup
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,6 +82,9 @@ type Session struct {
 	server *Server
 	slot   string
 	lost   bool // the connection broke or a query was cancelled: the server ended the backup
+	// wandered: a guarded statement found another server session, so the
+	// session's own may sit in a pool, in backup mode, holding the slot.
+	wandered bool
 }
 
 // Connect opens the session, makes it immune to role and database defaults
@@ -151,17 +156,34 @@ func (s *Session) Server() *Server { return s.server }
 
 // Close ends the session. Closing without Stop aborts a running backup; the
 // server drops the temporary slot either way. A session already lost was
-// reported where it broke, so closing it is no further error.
+// reported where it broke, so closing it is no further error. Behind a
+// pool (a guarded statement found another server session), closing the
+// client's connection would leave the server session in the pool, maybe in
+// backup mode and holding the slot: it is terminated by its pid.
 func (s *Session) Close() error {
-	err := s.conn.Close()
-	if s.lost {
-		err = nil
+	var err error
+	if s.wandered {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		_, err = s.conn.ExecContext(ctx, fmt.Sprintf("SELECT pg_catalog.pg_terminate_backend(%d)", s.server.BackendPID))
+		cancel()
+		if err != nil && !errors.Is(err, driver.ErrBadConn) && pq.As(err, pqerror.AdminShutdown) == nil {
+			err = fmt.Errorf("terminate the backup's server session (backend pid %d) behind the pool, which may hold the backup and "+
+				"its slot: %w", s.server.BackendPID, err)
+		} else {
+			err = nil // terminated, maybe from within itself
+		}
+	}
+	if cerr := s.conn.Close(); err == nil && !s.lost {
+		err = cerr
 	}
 	if dbErr := s.db.Close(); err == nil {
 		err = dbErr
 	}
 	return err
 }
+
+// closeTimeout bounds the statement that ends a session left behind a pool.
+const closeTimeout = 10 * time.Second
 
 type keepaliveDialer struct{ d net.Dialer }
 
@@ -197,7 +219,7 @@ var ErrTransactionPooled = errors.New("the connection goes through a transaction
 // client's next transaction or the third client does.
 func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 	// A pool with no server session to spare would make the check wait.
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	connector, err := pq.NewConnectorConfig(cfg)
 	if err != nil {

@@ -193,6 +193,41 @@ func testSessionBackup(t *testing.T, in pgtest.Install) {
 		}
 	})
 
+	// Behind a pool, the session's statements may reach another server
+	// session: here its own is played by a second session, whose backend
+	// pid the guard is told to expect.
+	t.Run("guarded statements do nothing in another server session", func(t *testing.T) {
+		s, own := connect(t, c.ConnString("postgres")), connect(t, c.ConnString("postgres"))
+		ran := s.server.BackendPID
+		s.server.BackendPID = own.Server().BackendPID
+		if _, err := s.CreateSlot(ctx, "moved"); !errors.Is(err, ErrSessionMoved) {
+			t.Fatalf("CreateSlot = %v, want ErrSessionMoved", err)
+		}
+		if _, err := s.Start(ctx, "moved", true); !errors.Is(err, ErrSessionMoved) {
+			t.Fatalf("Start = %v, want ErrSessionMoved", err)
+		}
+		if n := slotCount(t, db); n != "0" {
+			t.Errorf("%s slots after a guarded CreateSlot elsewhere", n)
+		}
+		// Nothing started where the statements ran: a backup starts there.
+		s.server.BackendPID = ran
+		if _, err := s.Start(ctx, "there", true); err != nil {
+			t.Fatalf("start where the guarded start ran: %v", err)
+		}
+		if _, err := s.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Close ends the server session the guard expected.
+		s.server.BackendPID, s.wandered = own.Server().BackendPID, true
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := own.conn.PingContext(ctx); err == nil {
+			t.Error("the expected server session survived Close")
+		}
+		own.Close()
+	})
+
 	t.Run("stop twice", func(t *testing.T) {
 		s := connect(t, c.ConnString("postgres"))
 		if _, err := s.Start(ctx, "twice", true); err != nil {
