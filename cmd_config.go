@@ -56,8 +56,12 @@ func orEnv(env []string, flag string) []string {
 // flag of any command, and a value a flag refuses, are usage errors.
 func applyConfig(app *cli.App, flags []cli.Flag, root bool) cli.BeforeFunc {
 	return func(c *cli.Context) error {
-		if err := configure(c, app, flags); err != nil {
-			return report(c.App.ErrWriter, err)
+		err := inherit(c, flags)
+		if err == nil {
+			err = configure(c, app, flags)
+		}
+		if err != nil {
+			return fail(c, err)
 		}
 		// The hints come once, from the command that runs, and -q
 		// (from the command line, environment or file) silences them.
@@ -69,6 +73,35 @@ func applyConfig(app *cli.App, flags []cli.Flag, root bool) cli.BeforeFunc {
 		}
 		return nil
 	}
+}
+
+// inherit gives a subcommand's flags that its command line did not set
+// the values given before the subcommand's name (pgfbb-wrap --config F
+// --staging D list), the config file's path among them.
+func inherit(c *cli.Context, flags []cli.Flag) error {
+	parents := c.Lineage()[1:]
+	for _, f := range flags {
+		name := f.Names()[0]
+		if c.IsSet(name) {
+			continue
+		}
+		for _, p := range parents {
+			if p.Command == nil || !slices.Contains(p.FlagNames(), name) || !p.IsSet(name) {
+				continue
+			}
+			values := []string{fmt.Sprint(p.Value(name))}
+			if _, repeatable := f.(*cli.StringSliceFlag); repeatable {
+				values = p.StringSlice(name)
+			}
+			for _, v := range values {
+				if err := c.Set(name, v); err != nil {
+					return backup.UsageError(fmt.Errorf("--%s %q: %w", name, v, err))
+				}
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // configure applies the --config file to flags: see applyConfig.

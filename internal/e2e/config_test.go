@@ -34,6 +34,14 @@ func TestConfig(t *testing.T) {
 	if m := readManifest(t, filepath.Join(st, "fromcli")); m.WALMode != staged.WALCopy {
 		t.Errorf("wal_mode %q, want the environment's copy", m.WALMode)
 	}
+	// Settings given before a subcommand's name apply to it: the file's
+	// and the command line's.
+	runTool(t, nil, "--config", file, "list").want(t, 0, "fromfile", "fromcli")
+	runTool(t, nil, "--staging", st, "list").want(t, 0, "fromfile")
+	if r := runTool(t, nil, "--config", config("staging: "+st+"\nkeep-within: 720h\n"), "prune", "--keep-last", "1", "--dry-run"); r.code != 0 ||
+		strings.Contains(r.stdout, "would remove") {
+		t.Errorf("the file's keep-within, given before prune, was not kept to:\n%s", r.stdout)
+	}
 	runTool(t, c.Env(), "--config", config("stagin: /x\n"), "--", "true").want(t, 2, `unknown key "stagin"`, "pgfbb.yaml")
 	runTool(t, c.Env(), "--config", config("staging: "+st+"\nstart-timeout: forever\n"), "--", "true").
 		want(t, 2, "start-timeout", `"forever" is not a value it takes`)
