@@ -54,7 +54,7 @@ func (m *monitoring) start(ctx context.Context) {
 func (m *monitoring) finish(ctx context.Context, rep *backup.Report, err error) {
 	var text strings.Builder
 	backup.Print(&text, rep, err, false)
-	o := monitor.Outcome{Cluster: m.name, ExitCode: backup.ExitCode(err), Duration: time.Since(m.began),
+	o := monitor.Outcome{Cluster: m.name, ExitCode: backup.ExitCode(err), Aborted: rep.Aborted != "", Duration: time.Since(m.began),
 		BackupMode: rep.BackupMode(), WALFiles: rep.WALFiles, WALBytes: rep.WALBytes}
 	if o.Cluster == "" && rep.SystemID != 0 {
 		o.Cluster = strconv.FormatUint(rep.SystemID, 10)
@@ -74,9 +74,10 @@ func (m *monitoring) finishHeld(ctx context.Context, res *hook.Result) {
 		BackupModeSeconds float64 `json:"backup_mode_seconds"`
 		WALFiles          int     `json:"wal_files"`
 		WALBytes          int64   `json:"wal_bytes"`
+		Aborted           string  `json:"aborted"`
 	}
 	json.Unmarshal(res.JSON, &j)
-	o := monitor.Outcome{Cluster: m.name, ExitCode: res.ExitCode, Duration: time.Duration(j.ElapsedSeconds * float64(time.Second)),
+	o := monitor.Outcome{Cluster: m.name, ExitCode: res.ExitCode, Aborted: j.Aborted != "", Duration: time.Duration(j.ElapsedSeconds * float64(time.Second)),
 		BackupMode: time.Duration(j.BackupModeSeconds * float64(time.Second)), WALFiles: j.WALFiles, WALBytes: j.WALBytes}
 	if o.Cluster == "" {
 		o.Cluster = j.SystemIdentifier
@@ -90,7 +91,7 @@ func (m *monitoring) finishHeld(ctx context.Context, res *hook.Result) {
 func (m *monitoring) report(ctx context.Context, o monitor.Outcome, text string) {
 	ctx = context.WithoutCancel(ctx)
 	if m.ping != "" {
-		if o.ExitCode == 0 {
+		if o.Succeeded() {
 			m.warning(monitor.Ping(ctx, m.ping, "", ""))
 		} else {
 			m.warning(monitor.Ping(ctx, m.ping, "/fail", text))

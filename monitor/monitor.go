@@ -24,15 +24,22 @@ import (
 
 // Outcome is what a run reports to monitoring.
 type Outcome struct {
-	Cluster    string // --name, or the cluster's system identifier
-	At         time.Time
-	ExitCode   int
+	Cluster  string // --name, or the cluster's system identifier
+	At       time.Time
+	ExitCode int
+	// Aborted: the backup was stopped on request and nothing published
+	// (abort exits 0). No success for monitoring: a snapshot that fails
+	// every night, followed by an abort, must not look healthy.
+	Aborted    bool
 	Duration   time.Duration // the whole run
 	BackupMode time.Duration // the server's time in backup mode
 	Snapshot   time.Duration // the snapshot command's
 	WALFiles   int
 	WALBytes   int64
 }
+
+// Succeeded tells whether the run published a backup.
+func (o Outcome) Succeeded() bool { return o.ExitCode == 0 && !o.Aborted }
 
 const lastSuccess = "pgfbb_last_success_timestamp_seconds"
 
@@ -46,7 +53,7 @@ func WriteTextfile(path string, o Outcome) error {
 	label := `{cluster="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(o.Cluster) + `"}`
 	prev, other := readLastSuccess(path, label)
 	success := float64(0)
-	if o.ExitCode == 0 {
+	if o.Succeeded() {
 		success = float64(o.At.UnixNano()) / 1e9
 	} else if prev <= float64(o.At.UnixNano())/1e9 {
 		// A value from the future (a clock set wrong, a hand-edited

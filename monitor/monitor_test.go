@@ -36,10 +36,14 @@ func TestTextfile(t *testing.T) {
 	if err := WriteTextfile(path, ok); err != nil {
 		t.Fatal(err)
 	}
+	aborted := ok
+	aborted.At, aborted.Aborted = at.Add(30*time.Minute), true
 	failed := ok
 	failed.At, failed.ExitCode = at.Add(time.Hour), 4
-	if err := WriteTextfile(path, failed); err != nil {
-		t.Fatal(err)
+	for _, o := range []Outcome{aborted, failed} {
+		if err := WriteTextfile(path, o); err != nil {
+			t.Fatal(err)
+		}
 	}
 	data, _ := os.ReadFile(path)
 	s := parse(t, string(data))

@@ -173,6 +173,25 @@ func TestMonitoring(t *testing.T) {
 	if data, _ := os.ReadFile(metrics); !strings.Contains(string(data), `pgfbb_last_exit_code{cluster="main"} 0`) {
 		t.Errorf("post's metrics:\n%s", data)
 	}
+	// An abort (the snapshot failed) exits 0 but is no success: the fail
+	// ping, and the last success time stays.
+	success := func() string {
+		data, _ := os.ReadFile(metrics)
+		_, after, _ := strings.Cut(string(data), `pgfbb_last_success_timestamp_seconds{cluster="main"} `)
+		return strings.SplitN(after, "\n", 2)[0]
+	}
+	before := success()
+	runTool(t, c.Env(), "pre", "--staging", st, "--label", "ab", "--fast").want(t, 0)
+	runTool(t, nil, "abort", "--staging", st, "--label", "ab", "--name", "main", "--metrics-file", metrics,
+		"--ping-url", srv.URL+"/ping/abc").want(t, 0)
+	mu.Lock()
+	if len(pings) == 0 || !strings.HasPrefix(pings[len(pings)-1], "/ping/abc/fail ") {
+		t.Errorf("abort's ping: %q", pings[len(pings)-1:])
+	}
+	mu.Unlock()
+	if after := success(); after != before || before == "" {
+		t.Errorf("last success %q after an abort, was %q", after, before)
+	}
 
 	// A command that fails before it does anything still gives stdout
 	// its one object, with the exit code and the error.
