@@ -21,6 +21,8 @@ func keepFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "keep-within", Usage: "keep backups started within `DURATION` (168h: a week)"},
 		&cli.StringFlag{Name: "delete-command", Usage: "deletes one backup's snapshot, as one `STRING` split like a shell would " +
 			"(${PGFBB_LABEL} is its label)"},
+		&cli.BoolFlag{Name: "staged-only", Usage: "remove staged directories without a delete command: the snapshots are deleted " +
+			"by other means (without either, prune refuses: a snapshot without its label and WAL is useless)"},
 	}
 }
 
@@ -103,6 +105,12 @@ func pruneUsage(c *cli.Context, o *prune.Options) error {
 		return errors.New("give --keep-last N or --keep-within DURATION (or both): prune keeps nothing else but the newest backup")
 	case c.String("delete-command") != "" && len(o.DeleteCommand) > 0:
 		return errors.New("give the delete command either after -- or with --delete-command, not both")
+	case c.String("delete-command") == "" && len(o.DeleteCommand) == 0 && !c.Bool("staged-only"):
+		return errors.New("prune removes old backups' labels and WAL, without which their snapshots cannot be restored: " +
+			"give --delete-command (or the command after --) that deletes a backup's snapshot, or --staged-only when " +
+			"the snapshots are deleted by other means")
+	case c.Bool("staged-only") && (c.String("delete-command") != "" || len(o.DeleteCommand) > 0):
+		return errors.New("give a delete command or --staged-only, not both")
 	}
 	if _, err := beneath.CheckPrivate(o.Staging); err != nil {
 		return fmt.Errorf("staging directory: %w", err)

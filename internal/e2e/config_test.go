@@ -38,7 +38,7 @@ func TestConfig(t *testing.T) {
 	// and the command line's.
 	runTool(t, nil, "--config", file, "list").want(t, 0, "fromfile", "fromcli")
 	runTool(t, nil, "--staging", st, "list").want(t, 0, "fromfile")
-	if r := runTool(t, nil, "--config", config("staging: "+st+"\nkeep-within: 720h\n"), "prune", "--keep-last", "1", "--dry-run"); r.code != 0 ||
+	if r := runTool(t, nil, "--config", config("staging: "+st+"\nkeep-within: 720h\n"), "prune", "--keep-last", "1", "--staged-only", "--dry-run"); r.code != 0 ||
 		strings.Contains(r.stdout, "would remove") {
 		t.Errorf("the file's keep-within, given before prune, was not kept to:\n%s", r.stdout)
 	}

@@ -68,7 +68,7 @@ func TestListAndPrune(t *testing.T) {
 
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	t.Run("dry run", func(t *testing.T) {
-		runTool(t, nil, "prune", "--staging", st, "--keep-last", "2", "--dry-run").want(t, 0, "would remove b2", "would remove b1")
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "2", "--staged-only", "--dry-run").want(t, 0, "would remove b2", "would remove b1")
 		if !exists(filepath.Join(st, "b1")) || !exists(filepath.Join(b.snaps, "b1")) {
 			t.Error("a dry run removed something")
 		}
@@ -111,7 +111,7 @@ func TestListAndPrune(t *testing.T) {
 		// A manifest dated in the future, and one of another cluster,
 		// change nothing for this cluster's newest.
 		forgeManifest(t, filepath.Join(st, "b4"), func(m *staged.Manifest) { m.StartedAt = m.StartedAt.AddDate(70, 0, 0); m.StoppedAt = m.StartedAt })
-		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--dry-run").want(t, 0, "kept 2: b4 b5")
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--staged-only", "--dry-run").want(t, 0, "kept 2: b4 b5")
 		forgeManifest(t, filepath.Join(st, "b5"), func(m *staged.Manifest) { m.SystemIdentifier = "1" })
 		runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", "b6", "--fast", "--keep-last", "1",
 			"--delete-command", "btrfs subvolume delete " + b.snaps + "/${PGFBB_LABEL}"}, snapshot...)...).want(t, 0)
@@ -143,6 +143,11 @@ func TestListAndPrune(t *testing.T) {
 	})
 	t.Run("usage", func(t *testing.T) {
 		runTool(t, nil, "prune", "--staging", st).want(t, 2, "--keep-last")
+		// Without a delete command the snapshots would be left without
+		// their label and WAL: only --staged-only says that is meant.
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1").want(t, 2, "--delete-command", "--staged-only")
+		runTool(t, b.c.Env(), "--staging", st, "--keep-last", "1", "--", "true").want(t, 2, "--staged-only")
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--staged-only", "--", "true").want(t, 2, "not both")
 		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--", "echo", "${PGFBB_NOPE}").want(t, 2, "unknown variable")
 	})
 }
