@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -93,8 +95,8 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			hookCommands(command)...)...),
 		EnableBashCompletion: true,
 		Flags:                append(append(backupFlags(), commandFlags()...), append(append(monitorFlags(), keepFlags()...), jsonFlag)...),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return report(os.Stderr, backup.UsageError(err))
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return fail(c, backup.UsageError(err))
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -144,7 +146,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 		// of help on stdout, and not exit 1, which means more for verify
 		// and prune.
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-			return report(c.App.ErrWriter, backup.UsageError(err))
+			return fail(c, backup.UsageError(err))
 		}
 	}
 	return app
@@ -269,16 +271,40 @@ func report(w io.Writer, err error) error {
 // code, so that a reader of stdout never parses an empty string.
 func fail(c *cli.Context, err error) error {
 	printOutcome(c, nil, err)
-	if c.Bool("json") {
+	if json, _ := strconv.ParseBool(given(c, "json", true)); json {
 		backup.WriteJSON(c.App.Writer, nil, err)
 	}
 	return err
 }
 
+// given is a flag's value, also when parsing stopped before reaching it (a
+// bad value earlier on the command line): from the context, else from the
+// command line, else from its environment variable.
+func given(c *cli.Context, name string, boolean bool) string {
+	if c.IsSet(name) {
+		return fmt.Sprint(c.Value(name))
+	}
+	args, _ := splitCommand(os.Args)
+	for i, a := range args {
+		for _, flag := range []string{"-" + name, "--" + name} {
+			if v, ok := strings.CutPrefix(a, flag+"="); ok {
+				return v
+			}
+			if a == flag && boolean {
+				return "true"
+			}
+			if a == flag && i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+	}
+	return os.Getenv(envName(name))
+}
+
 // printOutcome prints a run's outcome on stderr, as text or, under
 // --log-format json, as one log record.
 func printOutcome(c *cli.Context, rep *backup.Report, err error) {
-	if c.String("log-format") == "json" {
+	if given(c, "log-format", false) == "json" {
 		backup.Log(slog.New(slog.NewJSONHandler(c.App.ErrWriter, nil)), rep, err, c.Bool("verbose"))
 		return
 	}

@@ -202,6 +202,10 @@ func TestMonitoring(t *testing.T) {
 		{"pre", "--json", "--staging", st, "--label", "bad label"},
 		{"verify", "--json", filepath.Join(st, "a"), filepath.Join(st, "b")},
 		{"--json", "--staging", st, "unexpected"},
+		{"--json", "--staging", st, "--start-timeout", "banana", "--", "true"},
+		{"list", "--json", "--bogus"},
+		{"check", "--bogus", "--json"},
+		{"--json", "--config", filepath.Join(st, "missing.yaml"), "--", "true"},
 	} {
 		r := runTool(t, c.Env(), args...)
 		if rep := decode(r); rep.ExitCode != 2 || r.code != 2 || len(rep.Errors) != 1 || rep.Errors[0].Message == "" {
