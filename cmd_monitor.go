@@ -100,9 +100,6 @@ func (m *monitoring) report(ctx context.Context, o monitor.Outcome, text string)
 	if m.metrics == "" {
 		return
 	}
-	if o.Cluster == "" {
-		o.Cluster = "unknown"
-	}
 	o.At = time.Now()
 	m.warning(monitor.WriteTextfile(m.metrics, o))
 }

@@ -24,7 +24,9 @@ import (
 
 // Outcome is what a run reports to monitoring.
 type Outcome struct {
-	Cluster  string // --name, or the cluster's system identifier
+	// Cluster is --name, or the cluster's system identifier; empty when
+	// the run never reached the server: the file's series is then kept.
+	Cluster  string
 	At       time.Time
 	ExitCode int
 	// Aborted: the backup was stopped on request and nothing published
@@ -51,6 +53,14 @@ const lastSuccess = "pgfbb_last_success_timestamp_seconds"
 func WriteTextfile(path string, o Outcome) error {
 	var b bytes.Buffer
 	label := `{cluster="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(o.Cluster) + `"}`
+	if o.Cluster == "" {
+		// A run that could not connect does not know its cluster: it
+		// reports under the series the file has, or as "unknown".
+		label = `{cluster="unknown"}`
+		if _, other := readLastSuccess(path, label); other != "" {
+			label = other
+		}
+	}
 	prev, other := readLastSuccess(path, label)
 	success := float64(0)
 	if o.Succeeded() {

@@ -70,21 +70,27 @@ func TestTextfileCarriedSuccess(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, file, want, warn string
+		unknown                bool // the run never learnt its cluster
 	}{
-		{"its own", line("main", "1764200000"), "1764200000", ""},
-		{"from the future", line("main", "1864200000"), "0", ""},
-		{"not a number", line("main", "NaN"), "0", ""},
-		{"infinite", line("main", "+Inf"), "0", ""},
-		{"negative", line("main", "-5"), "0", ""},
-		{"another cluster's", line("other", "1764200000"), "0", `cluster{cluster="other"}`},
-		{"garbage", "\x00{{{ \n" + lastSuccess + "{\n", "0", ""},
+		{"its own", line("main", "1764200000"), "1764200000", "", false},
+		{"from the future", line("main", "1864200000"), "0", "", false},
+		{"not a number", line("main", "NaN"), "0", "", false},
+		{"infinite", line("main", "+Inf"), "0", "", false},
+		{"negative", line("main", "-5"), "0", "", false},
+		{"another cluster's", line("other", "1764200000"), "0", `cluster{cluster="other"}`, false},
+		{"garbage", "\x00{{{ \n" + lastSuccess + "{\n", "0", "", false},
+		{"a run that never connected", line("main", "1764200000"), "1764200000", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "pgfbb.prom")
 			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			err := WriteTextfile(path, Outcome{Cluster: "main", At: at, ExitCode: 1})
+			o := Outcome{Cluster: "main", At: at, ExitCode: 1}
+			if tc.unknown {
+				o.Cluster = ""
+			}
+			err := WriteTextfile(path, o)
 			if tc.warn == "" && err != nil || tc.warn != "" && (err == nil || !strings.Contains(err.Error(), tc.warn)) {
 				t.Errorf("error %v, want one naming %q", err, tc.warn)
 			}
