@@ -56,7 +56,7 @@ func hookCommands(command []string) []*cli.Command {
 			if err != nil {
 				return fail(c, err)
 			}
-			newMonitoring(c).finishHeld(c.Context, res)
+			newMonitoring(c).inherit(res.Monitor).finishHeld(c.Context, res)
 			// The outcome is what a hook runner logs: the summary of a
 			// published backup on stdout, any report on stderr.
 			printResult(c, res)
@@ -95,7 +95,8 @@ func hookCommands(command []string) []*cli.Command {
 				if err != nil {
 					return fail(c, err)
 				}
-				spec := hook.Spec{Backup: opts, RunDir: dir, HoldTimeout: c.Duration("hold-timeout")}
+				spec := hook.Spec{Backup: opts, RunDir: dir, HoldTimeout: c.Duration("hold-timeout"),
+					Monitor: hook.Monitor{MetricsFile: c.String("metrics-file"), Name: c.String("name"), PingURL: c.String("ping-url")}}
 				m := newMonitoring(c)
 				m.start(c.Context)
 				st, err := hook.Pre(c.Context, spec, exe)

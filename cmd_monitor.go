@@ -38,6 +38,23 @@ func newMonitoring(c *cli.Context) *monitoring {
 		began: time.Now(), warn: c.App.ErrWriter}
 }
 
+// inherit takes the settings pre was given for what post or abort was
+// not: the outcome goes where the start went.
+func (m *monitoring) inherit(pre *hook.Monitor) *monitoring {
+	if pre == nil {
+		return m
+	}
+	for _, f := range []struct {
+		mine *string
+		pre  string
+	}{{&m.metrics, pre.MetricsFile}, {&m.name, pre.Name}, {&m.ping, pre.PingURL}} {
+		if *f.mine == "" {
+			*f.mine = f.pre
+		}
+	}
+	return m
+}
+
 func (m *monitoring) warning(err error) {
 	if err != nil {
 		fmt.Fprintf(m.warn, "pgfbb-wrap: warning: %v\n", err)

@@ -25,6 +25,15 @@ type Spec struct {
 	Backup      backup.Options `json:"backup"`
 	RunDir      string         `json:"run_dir"`
 	HoldTimeout time.Duration  `json:"hold_timeout"`
+	Monitor     Monitor        `json:"monitor"`
+}
+
+// Monitor is where pre was told to report: post and abort report there
+// too, unless told otherwise.
+type Monitor struct {
+	MetricsFile string `json:"metrics_file,omitempty"`
+	Name        string `json:"name,omitempty"`
+	PingURL     string `json:"ping_url,omitempty"`
 }
 
 // Control operations, sent as one JSON line over the socket.
@@ -166,6 +175,9 @@ func (h *holder) run(ctx context.Context) *Result {
 // finish hands the outcome over and releases the label. The log outlives
 // the holder only with an outcome nobody has seen yet.
 func (h *holder) finish(lock *os.File, res *Result) {
+	if h.spec.Monitor != (Monitor{}) {
+		res.Monitor = &h.spec.Monitor
+	}
 	h.log.Info("finished", "exit_code", res.ExitCode, "report", res.Report)
 	if h.deliver(res) {
 		h.dir.release(lock, res.Label)

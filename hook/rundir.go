@@ -67,6 +67,8 @@ type Result struct {
 	Path     string `json:"path,omitempty"`    // the published backup
 	// JSON is the report as the wrapper's --json prints it.
 	JSON json.RawMessage `json:"json,omitempty"`
+	// Monitor is where pre was told to report the outcome.
+	Monitor *Monitor `json:"monitor,omitempty"`
 }
 
 // Failed is the error of a command whose held backup did not succeed: the

@@ -192,6 +192,18 @@ func TestMonitoring(t *testing.T) {
 	if after := success(); after != before || before == "" {
 		t.Errorf("last success %q after an abort, was %q", after, before)
 	}
+	// post reports where pre was told to, without being told again.
+	runTool(t, c.Env(), "pre", "--staging", st, "--label", "hm", "--fast", "--name", "main", "--metrics-file", metrics,
+		"--ping-url", srv.URL+"/ping/abc").want(t, 0)
+	runTool(t, nil, "post", "--staging", st, "--label", "hm").want(t, 0)
+	mu.Lock()
+	if last := pings[len(pings)-1]; last != "/ping/abc " {
+		t.Errorf("post after pre with --ping-url pinged %q last", last)
+	}
+	mu.Unlock()
+	if after := success(); after == before {
+		t.Errorf("post after pre with --metrics-file left the last success at %q", after)
+	}
 
 	// A command that fails before it does anything still gives stdout
 	// its one object, with the exit code and the error.
