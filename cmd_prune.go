@@ -103,7 +103,7 @@ func pruneUsage(c *cli.Context, o *prune.Options) error {
 		return errors.New("--keep-last, --keep-within and --timeout must not be negative")
 	case o.Policy.KeepLast == 0 && o.Policy.KeepWithin == 0:
 		return errors.New("give --keep-last N or --keep-within DURATION (or both): prune keeps nothing else but the newest backup")
-	case c.String("delete-command") != "" && len(o.DeleteCommand) > 0:
+	case c.String("delete-command") != "" && len(o.DeleteCommand) > 0 && onCommandLine("delete-command"):
 		return errors.New("give the delete command either after -- or with --delete-command, not both")
 	case c.String("delete-command") == "" && len(o.DeleteCommand) == 0 && !c.Bool("staged-only"):
 		return errors.New("prune removes old backups' labels and WAL, without which their snapshots cannot be restored: " +
@@ -115,7 +115,7 @@ func pruneUsage(c *cli.Context, o *prune.Options) error {
 	if _, err := beneath.CheckPrivate(o.Staging); err != nil {
 		return fmt.Errorf("staging directory: %w", err)
 	}
-	if s := c.String("delete-command"); s != "" {
+	if s := c.String("delete-command"); s != "" && len(o.DeleteCommand) == 0 {
 		argv, err := runner.Split(s)
 		if err != nil {
 			return err

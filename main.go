@@ -246,7 +246,7 @@ func options(c *cli.Context, force <-chan struct{}, command []string) (backup.Op
 	}
 	opts.Argv, opts.Timeout, opts.Grace = command, c.Duration("timeout"), c.Duration("kill-grace")
 	opts.Stdout, opts.Stderr, opts.Force = os.Stdout, os.Stderr, force
-	if s := c.String("command"); s != "" {
+	if s := c.String("command"); s != "" && (len(opts.Argv) == 0 || onCommandLine("command")) {
 		if len(opts.Argv) > 0 {
 			return opts, backup.UsageError(errors.New("give the snapshot command either after -- or with --command, not both"))
 		}
@@ -299,6 +299,21 @@ func given(c *cli.Context, name string, boolean bool) string {
 		}
 	}
 	return os.Getenv(envName(name))
+}
+
+// onCommandLine tells whether the flag name was given on the command line,
+// not by the environment or the config file: a command after -- then wins
+// over --command from those, as the command line wins everywhere.
+func onCommandLine(name string) bool {
+	args, _ := splitCommand(os.Args)
+	for _, a := range args {
+		for _, flag := range []string{"-" + name, "--" + name} {
+			if a == flag || strings.HasPrefix(a, flag+"=") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // printOutcome prints a run's outcome on stderr, as text or, under

@@ -34,6 +34,11 @@ func TestConfig(t *testing.T) {
 	if m := readManifest(t, filepath.Join(st, "fromcli")); m.WALMode != staged.WALCopy {
 		t.Errorf("wal_mode %q, want the environment's copy", m.WALMode)
 	}
+	// A snapshot command after -- wins over --command from the environment
+	// or the file; from the command line both are an error.
+	runTool(t, append(c.Env(), "PGFBB_COMMAND=false"), "--staging", st, "--label", "clicmd", "--fast", "--", "true").want(t, 0)
+	runTool(t, c.Env(), "--config", config("command: \"false\"\n"), "--staging", st, "--label", "clicmd2", "--fast", "--", "true").want(t, 0)
+	runTool(t, c.Env(), "--staging", st, "--command", "false", "--", "true").want(t, 2, "not both")
 	// Settings given before a subcommand's name apply to it: the file's
 	// and the command line's.
 	runTool(t, nil, "--config", file, "list").want(t, 0, "fromfile", "fromcli")
