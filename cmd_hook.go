@@ -95,6 +95,9 @@ func hookCommands(command []string) []*cli.Command {
 				if err != nil {
 					return fail(c, err)
 				}
+				// The run directory knows the backup by the label pre
+				// chose: it must not move on.
+				opts.AutoLabel = false
 				spec := hook.Spec{Backup: opts, RunDir: dir, HoldTimeout: c.Duration("hold-timeout"),
 					Monitor: hook.Monitor{MetricsFile: c.String("metrics-file"), Name: c.String("name"), PingURL: c.String("ping-url")}}
 				m := newMonitoring(c)

@@ -119,6 +119,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			m.start(c.Context)
 			rep, err := backup.Run(c.Context, opts)
 			if err == nil && after != nil {
+				after.Policy.Protect = rep.Label // a default label may have moved on
 				// A prune that fails leaves the disk to fill: the run
 				// fails, and its one report says the backup is there.
 				if _, perr := prune.Run(c.Context, *after); perr != nil {
@@ -222,7 +223,7 @@ func backupOptions(c *cli.Context) (backup.Options, error) {
 		Log: slog.New(handler),
 	}
 	if !c.IsSet("label") {
-		opts.Label = backup.DefaultLabel(time.Now())
+		opts.Label, opts.AutoLabel = backup.DefaultLabel(time.Now()), true
 	}
 	var err error
 	if opts.MaxWALRetained, err = backup.ParseSize(c.String("max-wal-retained")); err != nil {

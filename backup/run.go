@@ -36,8 +36,12 @@ var Version = "dev"
 
 // Options configure one run.
 type Options struct {
-	Staging      string
-	Label        string
+	Staging string
+	Label   string
+	// AutoLabel: Label is DefaultLabel's, and a run that finds it taken
+	// (another cluster's backup started in the same second) takes the
+	// next free one of Label-2 ... Label-9.
+	AutoLabel    bool
 	Fast         bool
 	StartTimeout time.Duration
 	Argv         []string // the snapshot command, before ${PGFBB_...} expansion
@@ -279,7 +283,16 @@ func (r *run) execute(ctx context.Context) {
 	}
 	r.enter(PhaseStaging)
 	var err error
-	if r.staging, err = staged.Prepare(r.opts.Staging, r.opts.Label); err != nil {
+	base := r.opts.Label
+	for n := 2; ; n++ {
+		r.staging, err = staged.Prepare(r.opts.Staging, r.opts.Label)
+		if !r.opts.AutoLabel || !errors.Is(err, staged.ErrExists) || n > 9 {
+			break
+		}
+		r.opts.Label = fmt.Sprintf("%s-%d", base, n)
+		r.report.Label = r.opts.Label
+	}
+	if err != nil {
 		r.fail(PhaseStaging, err)
 		return
 	}

@@ -97,6 +97,11 @@ func prepare(root, label string, rename func(from, to string) error) (*Staging, 
 	}
 	defer guard.Close()
 	notes := sweep(root)
+	// What the sweep left is alive: another run making this label would
+	// snapshot to the same name and lose the race to publish.
+	if taken, err := labelTaken(root, label); err != nil || taken {
+		return nil, errors.Join(fmt.Errorf("backup %s is being made by another run or held: %w", label, ErrExists), err)
+	}
 	dir, err := os.MkdirTemp(root, "."+label+partialInfix)
 	if err != nil {
 		return nil, fmt.Errorf("staging directory not writable: %w", err)
@@ -224,6 +229,24 @@ func lockDir(dir string, how int) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return f, nil
+}
+
+// labelTaken tells whether root has a backup labelled label, published or
+// being made. The caller holds the staging lock and has swept.
+func labelTaken(root, label string) (bool, error) {
+	if _, err := os.Lstat(filepath.Join(root, label)); !errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if l, ok := partialLabel(e.Name()); ok && l == label {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // sweep removes the partial backups in root that no live run holds, and

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 )
 
@@ -24,6 +27,29 @@ func TestClusterLock(t *testing.T) {
 		want(t, 2, "a backup of this cluster is running: label first, pid "+strconv.Itoa(first.Process.Pid))
 	runTool(t, other.Env(), "--staging", st, "--label", "other", "--fast", "--", "true").want(t, 0)
 	runTool(t, c.Env(), "--staging", st, "--label", "waited", "--fast", "--lock-wait", "1m", "--", "true").want(t, 0)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first run: %v", err)
+	}
+
+	// A default label taken (another cluster's backup started in the
+	// same second) moves on to the next free one, never fails the run.
+	now := time.Now()
+	for i := range 10 {
+		if err := os.Mkdir(filepath.Join(st, backup.DefaultLabel(now.Add(time.Duration(i)*time.Second))), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runTool(t, c.Env(), "--staging", st, "--fast", "--", "true").want(t, 0)
+	if moved, _ := filepath.Glob(filepath.Join(st, "pgfbb-*-2")); len(moved) != 1 {
+		t.Errorf("backups with a moved default label: %v", moved)
+	}
+	// An explicit label being made by another run is refused up front.
+	first, _ = tool(c.Env(), "--staging", st, "--label", "busy", "--fast", "--", "sh", "-c", "echo $$ > "+started+"2; sleep 3")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started+"2")
+	runTool(t, other.Env(), "--staging", st, "--label", "busy", "--fast", "--", "true").want(t, 2, "busy is being made by another run")
 	if err := first.Wait(); err != nil {
 		t.Fatalf("the first run: %v", err)
 	}
