@@ -92,6 +92,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("staging directory: %w", err)
 	}
+	lock, err := staged.LockPrune(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
 	entries, err := staged.List(root)
 	if err != nil {
 		return nil, err

@@ -16,8 +16,43 @@ import (
 // same staging directory.
 var ErrClusterBusy = errors.New("a backup of this cluster is running")
 
-// clusterLockWait is how often a waiting run tries the lock again.
-const clusterLockPoll = 200 * time.Millisecond
+// lockPoll is how often a waiting run tries a lock again.
+const lockPoll = 200 * time.Millisecond
+
+// pollLock opens the lock file path and flocks it, trying until deadline
+// (zero: until ctx ends); it fails with EWOULDBLOCK when the lock stayed
+// taken.
+func pollLock(ctx context.Context, path string, deadline time.Time) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !deadline.IsZero() && time.Now().After(deadline) || ctx.Err() != nil {
+			f.Close()
+			return nil, err
+		}
+		time.Sleep(lockPoll)
+	}
+}
+
+// PruneLockFile serialises prunes of a staging directory.
+const PruneLockFile = ".pgfbb-prune.lock"
+
+// LockPrune waits until no other prune runs in the staging directory root
+// (or ctx ends), so that two never run one backup's delete command: the
+// second would fail on a snapshot already gone. Close the file to unlock.
+func LockPrune(ctx context.Context, root string) (*os.File, error) {
+	f, err := pollLock(ctx, filepath.Join(root, PruneLockFile), time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("prune lock: %w", errors.Join(err, context.Cause(ctx)))
+	}
+	return f, nil
+}
 
 // lockOwner is what a cluster lock file says about its holder.
 type lockOwner struct {
@@ -32,24 +67,12 @@ type lockOwner struct {
 // wrapped or held, while backups of other clusters run side by side.
 func (s *Staging) LockCluster(ctx context.Context, systemID uint64, wait time.Duration) error {
 	path := filepath.Join(s.root, fmt.Sprintf(".pgfbb-cluster-%d.lock", systemID))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	f, err := pollLock(ctx, path, time.Now().Add(wait))
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return fmt.Errorf("%w%s", ErrClusterBusy, owner(path, wait))
+	}
 	if err != nil {
 		return fmt.Errorf("cluster lock: %w", err)
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) || ctx.Err() != nil {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return fmt.Errorf("%w%s", ErrClusterBusy, owner(path, wait))
-			}
-			return fmt.Errorf("cluster lock: %w", err)
-		}
-		time.Sleep(clusterLockPoll)
 	}
 	data, _ := json.Marshal(lockOwner{Label: s.label, PID: os.Getpid(), Since: time.Now().UTC()})
 	if err := f.Truncate(0); err == nil {

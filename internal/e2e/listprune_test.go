@@ -141,6 +141,21 @@ func TestListAndPrune(t *testing.T) {
 			t.Error("b7 is gone")
 		}
 	})
+	t.Run("two prunes at once run each delete command once", func(t *testing.T) {
+		log := filepath.Join(t.TempDir(), "deleted")
+		args := []string{"prune", "--staging", st, "--keep-last", "1", "--", "sh", "-c", "echo ${PGFBB_LABEL} >> " + log + "; sleep 1"}
+		a, _ := tool(nil, args...)
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		runTool(t, nil, args...).want(t, 0)
+		if err := a.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(log); string(data) != "b6\n" {
+			t.Errorf("delete commands run: %q, want b6 once", data)
+		}
+	})
 	t.Run("usage", func(t *testing.T) {
 		runTool(t, nil, "prune", "--staging", st).want(t, 2, "--keep-last")
 		// Without a delete command the snapshots would be left without
