@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -166,9 +168,13 @@ func readConfig(path string) (map[string][]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	var doc, more yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: want one YAML document, not several", path)
 	}
 	settings := map[string][]string{}
 	if len(doc.Content) == 0 {
@@ -194,6 +200,9 @@ func readConfig(path string) (map[string][]string, error) {
 		default:
 			return nil, fmt.Errorf("config %s: %s: want a value or a list of values", path, key)
 		}
+		if _, twice := settings[key]; twice {
+			return nil, fmt.Errorf("config %s: %s is set twice", path, key)
+		}
 		settings[key] = values
 	}
 	return settings, nil
@@ -203,7 +212,10 @@ func allFlagNames(app *cli.App) []string {
 	var names []string
 	add := func(flags []cli.Flag) {
 		for _, f := range flags {
-			names = append(names, f.Names()[0])
+			// A file cannot name itself, nor ask for help or the version.
+			if name := f.Names()[0]; name != "config" && name != "help" && name != "version" {
+				names = append(names, name)
+			}
 		}
 	}
 	add(app.Flags)

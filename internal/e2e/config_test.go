@@ -48,6 +48,14 @@ func TestConfig(t *testing.T) {
 		t.Errorf("the file's keep-within, given before prune, was not kept to:\n%s", r.stdout)
 	}
 	runTool(t, c.Env(), "--config", config("stagin: /x\n"), "--", "true").want(t, 2, `unknown key "stagin"`, "pgfbb.yaml")
+	for text, want := range map[string]string{
+		"staging: /x\nstaging: /y\n":     "staging is set twice",
+		"staging: /x\n---\nfast: true\n": "want one YAML document",
+		"config: /x\n":                   `unknown key "config"`,
+		"version: true\n":                `unknown key "version"`,
+	} {
+		runTool(t, c.Env(), "--config", config(text), "--", "true").want(t, 2, want)
+	}
 	runTool(t, c.Env(), "--config", config("staging: "+st+"\nstart-timeout: forever\n"), "--", "true").
 		want(t, 2, "start-timeout", `"forever" is not a value it takes`)
 	runTool(t, append(c.Env(), "PGFBB_START_TIMEOUT=forever"), "--staging", st, "--", "true").want(t, 2, "PGFBB_START_TIMEOUT")
