@@ -360,6 +360,13 @@ func (r *run) execute(ctx context.Context) {
 		r.ok("WAL source: " + r.source.String())
 	}
 	if r.opts.CheckOnly {
+		// A running backup is no fault of the setup: a warning. The
+		// lock goes with the staging directory's discard.
+		if err := r.staging.LockCluster(ctx, r.sess.Server().SystemID, 0); errors.Is(err, staged.ErrClusterBusy) {
+			r.note(fmt.Sprintf("%v: a backup now would exit 2, unless --lock-wait outlasts it", err))
+		} else if err == nil {
+			r.ok("no other backup of this cluster into this staging directory is running")
+		}
 		return
 	}
 	if err := r.staging.LockCluster(ctx, r.sess.Server().SystemID, r.opts.LockWait); err != nil {

@@ -32,7 +32,11 @@ func pollLock(ctx context.Context, path string, deadline time.Time) (*os.File, e
 		if err == nil {
 			return f, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || !deadline.IsZero() && time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			f.Close()
+			return nil, context.Cause(ctx) // interrupted while waiting: not "still running"
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !deadline.IsZero() && time.Now().After(deadline) {
 			f.Close()
 			return nil, err
 		}
@@ -49,7 +53,7 @@ const PruneLockFile = ".pgfbb-prune.lock"
 func LockPrune(ctx context.Context, root string) (*os.File, error) {
 	f, err := pollLock(ctx, filepath.Join(root, PruneLockFile), time.Time{})
 	if err != nil {
-		return nil, fmt.Errorf("prune lock: %w", errors.Join(err, context.Cause(ctx)))
+		return nil, fmt.Errorf("prune lock: %w", err)
 	}
 	return f, nil
 }

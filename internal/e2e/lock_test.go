@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +57,18 @@ func TestClusterLock(t *testing.T) {
 
 	runTool(t, c.Env(), "pre", "--staging", st, "--label", "held", "--fast").want(t, 0)
 	runTool(t, c.Env(), "--staging", st, "--label", "during-hold", "--fast", "--", "true").want(t, 2, "label held", "--lock-wait waits for it")
+	runTool(t, c.Env(), "check", "--staging", st).want(t, 0, "warn  a backup of this cluster is running: label held")
+	// Interrupted while waiting: 130, and no word of the wait running out.
+	waiter, waiterErr := tool(c.Env(), "--staging", st, "--label", "interrupted", "--fast", "--lock-wait", "1m", "--", "true")
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	waiter.Process.Signal(os.Interrupt)
+	waiter.Wait()
+	if code := waiter.ProcessState.ExitCode(); code != 130 || strings.Contains(waiterErr.String(), "still running") {
+		t.Errorf("SIGINT during --lock-wait: exit %d\n%s", code, waiterErr)
+	}
 	runTool(t, c.Env(), "--staging", st, "--label", "waited-out", "--fast", "--lock-wait", "1s", "--", "true").
 		want(t, 2, "label held", "still running after --lock-wait 1s")
 	runTool(t, nil, "post", "--staging", st, "--label", "held").want(t, 0)
