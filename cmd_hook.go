@@ -50,7 +50,9 @@ func hookCommands(command []string) []*cli.Command {
 				return fail(c, err)
 			}
 			for _, n := range notes {
-				fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: warning: %s\n", n)
+				if !c.Bool("quiet") {
+					fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: warning: %s\n", n)
+				}
 			}
 			res, err := hook.Finish(c.Context, dir, label, op)
 			if err != nil {
@@ -67,7 +69,7 @@ func hookCommands(command []string) []*cli.Command {
 			return res.Err()
 		}
 	}
-	finishFlags := append([]cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag, logFormatFlag}, monitorFlags()...)
+	finishFlags := append([]cli.Flag{stagingFlag, runDirFlag, labelFlag, jsonFlag, logFormatFlag, quietFlag}, monitorFlags()...)
 	return []*cli.Command{
 		{
 			Name:  "pre",
@@ -161,7 +163,7 @@ func hookCommands(command []string) []*cli.Command {
 		{
 			Name:  "status",
 			Usage: "list held backups: label, state, holder pid, start LSN, age",
-			Flags: []cli.Flag{stagingFlag, runDirFlag},
+			Flags: []cli.Flag{stagingFlag, runDirFlag, quietFlag},
 			Action: func(c *cli.Context) error {
 				dir, err := runDir(c)
 				if err == nil {

@@ -44,7 +44,7 @@ func listCommand(command []string) *cli.Command {
 		Description: "States: complete (published), running (a run or a held backup is assembling it), partial (left by\n" +
 			"a run that died; the next run or prune removes it), damaged (its manifest cannot be read).\n" +
 			"--json prints one object: {\"format_version\": 1, \"staging\": DIR, \"backups\": [...]}.",
-		Flags: []cli.Flag{stagingFlag, jsonFlag},
+		Flags: []cli.Flag{stagingFlag, jsonFlag, quietFlag},
 		Action: func(c *cli.Context) error {
 			if c.String("staging") == "" || c.NArg() > 0 || len(command) > 0 {
 				return fail(c, backup.UsageError(errors.New("list takes --staging DIR and no arguments")))
@@ -101,9 +101,12 @@ func printList(w io.Writer, backups []listedBackup) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d MiB\t%s\n", b.Label, b.State, started, lsns, tli, wal, mode, archived,
 			b.SizeBytes>>20, time.Duration(b.AgeSeconds)*time.Second)
-		if b.Problem != "" {
-			fmt.Fprintf(tw, "\t  %s\n", b.Problem)
-		}
 	}
 	tw.Flush()
+	// Below the table: a line of other cells would end its columns.
+	for _, b := range backups {
+		if b.Problem != "" {
+			fmt.Fprintf(w, "%s: %s\n", b.Label, b.Problem)
+		}
+	}
 }

@@ -56,7 +56,7 @@ func pruneCommand(command []string) *cli.Command {
 			"   pgfbb-wrap prune --staging DIR --keep-last 7 -- btrfs subvolume delete '/snap/${PGFBB_LABEL}'",
 		Flags: append([]cli.Flag{stagingFlag, runDirFlag,
 			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"}}, append(keepFlags(),
-			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"})...),
+			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"}, quietFlag)...),
 		Action: func(c *cli.Context) error {
 			o := prune.Options{Staging: c.String("staging"), DryRun: c.Bool("dry-run"), Timeout: c.Duration("timeout"),
 				Policy:        prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
@@ -68,7 +68,9 @@ func pruneCommand(command []string) *cli.Command {
 			res, err := prune.Run(c.Context, o)
 			if res != nil {
 				for _, n := range res.Notes {
-					fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: %s\n", n)
+					if !c.Bool("quiet") {
+						fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: %s\n", n)
+					}
 				}
 				fmt.Fprintf(c.App.Writer, "kept %d: %s\n", len(res.Kept), strings.Join(res.Kept, " "))
 			}

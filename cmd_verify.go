@@ -22,7 +22,7 @@ func verifyCommand(command []string) *cli.Command {
 			"Reads nothing outside STAGED_DIR, follows no link and opens only regular files of the sizes the manifest allows.\n\n" +
 			"Exit 0 when the backup is usable, 1 when it is not (each problem is listed), 2 on usage errors,\n" +
 			"130/143 when interrupted.",
-		Flags: []cli.Flag{jsonFlag},
+		Flags: []cli.Flag{jsonFlag, quietFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 || len(command) > 0 {
 				return fail(c, backup.UsageError(fmt.Errorf("verify takes one STAGED_DIR and no command")))

@@ -186,13 +186,15 @@ func backupFlags() []cli.Flag {
 			"written since it started, which its slot keeps in pg_wal, passes `SIZE` (512MB, 8GB; auto: half the free space of pg_wal's " +
 			"file system, or 16GB when it is not visible; 0: no limit)"},
 		verboseFlag,
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log errors only: no warnings"},
+		quietFlag,
 		logFormatFlag,
 	}
 }
 
 var logFormatFlag = &cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"PGFBB_LOG_FORMAT"},
 	Usage: "`FORMAT` of log lines and the report on stderr: text or json (log/slog's records)"}
+
+var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log errors only: no warnings"}
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as one JSON object on stdout (human text stays on stderr)"}
 

@@ -64,7 +64,17 @@ func TestListAndPrune(t *testing.T) {
 	if strings.Join(order, ",") != "b4,b3,b2,b1" || list.FormatVersion != 1 {
 		t.Errorf("complete backups in order %v, format %d; want newest first", order, list.FormatVersion)
 	}
-	runTool(t, nil, "list", "--staging", st).want(t, 0, "LABEL", "b4", "complete", "partial", "running", "damaged")
+	table := runTool(t, nil, "list", "--staging", st)
+	table.want(t, 0, "LABEL", "b4", "complete", "partial", "running", "damaged", "\nbroken: ")
+	// One table: every row's STATE column starts where the header's does.
+	lines := strings.Split(table.stdout, "\n")
+	col := strings.Index(lines[0], "STATE")
+	for _, l := range lines[1 : len(want)+1] {
+		if rest := l[min(col, len(l)):]; !strings.HasPrefix(rest, "complete") && !strings.HasPrefix(rest, "partial") &&
+			!strings.HasPrefix(rest, "running") && !strings.HasPrefix(rest, "damaged") {
+			t.Errorf("row %q: its state is not under STATE", l)
+		}
+	}
 
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	t.Run("dry run", func(t *testing.T) {
