@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 
+	"github.com/hashicorp/go-multierror"
 	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/hook"
@@ -31,6 +33,9 @@ func keepFlags() []cli.Flag {
 // borgmatic does.
 func wrapperPrune(c *cli.Context, label string) (*prune.Options, error) {
 	if c.Int("keep-last") == 0 && c.Duration("keep-within") == 0 {
+		if c.Bool("staged-only") {
+			return nil, backup.UsageError(errors.New("--staged-only is a rule of the prune after the backup: give --keep-last or --keep-within"))
+		}
 		return nil, nil
 	}
 	o := &prune.Options{Staging: c.String("staging"), Policy: prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"),
@@ -117,21 +122,48 @@ func pruneUsage(c *cli.Context, o *prune.Options) error {
 	if _, err := beneath.CheckPrivate(o.Staging); err != nil {
 		return fmt.Errorf("staging directory: %w", err)
 	}
-	if s := c.String("delete-command"); s != "" && len(o.DeleteCommand) == 0 {
-		argv, err := runner.Split(s)
-		if err != nil {
-			return err
+	argv, err := deleteCommand(c, o.DeleteCommand)
+	o.DeleteCommand = argv
+	return err
+}
+
+// deleteCommand is the command that deletes a backup's snapshot: argv
+// when given after --, else --delete-command split. It is checked as
+// much as it can be before it runs (a dry run checks as much as a real
+// one).
+func deleteCommand(c *cli.Context, argv []string) ([]string, error) {
+	if s := c.String("delete-command"); s != "" && len(argv) == 0 {
+		var err error
+		if argv, err = runner.Split(s); err != nil {
+			return nil, err
 		}
-		o.DeleteCommand = argv
 	}
-	if _, err := runner.Expand(o.DeleteCommand, map[string]string{"PGFBB_LABEL": ""}); err != nil {
+	if _, err := runner.Expand(argv, map[string]string{"PGFBB_LABEL": ""}); err != nil {
+		return nil, err
+	}
+	if len(argv) > 0 && !strings.Contains(argv[0], "${") {
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return nil, fmt.Errorf("delete command: %w", err)
+		}
+	}
+	return argv, nil
+}
+
+// deleteFailedSnapshot runs the delete command for a backup that failed
+// after its snapshot command succeeded: nothing was published, so the
+// snapshot, without its label and WAL, is of no use and would stay for
+// good, since prune goes by staged backups.
+func deleteFailedSnapshot(ctx context.Context, c *cli.Context, argv []string, rep *backup.Report, err error) error {
+	if err == nil || rep.Path != "" || rep.Command == nil || rep.Command.ExitCode != 0 || len(argv) == 0 {
 		return err
 	}
-	// A dry run checks as much as a real one.
-	if len(o.DeleteCommand) > 0 && !strings.Contains(o.DeleteCommand[0], "${") {
-		if _, err := exec.LookPath(o.DeleteCommand[0]); err != nil {
-			return fmt.Errorf("delete command: %w", err)
-		}
+	// A signal ended the run: the deletion still runs, within its bounds.
+	derr := prune.DeleteSnapshot(context.WithoutCancel(ctx), argv, rep.Label, c.Duration("timeout"), c.App.ErrWriter)
+	if derr != nil {
+		rep.Err = multierror.Append(rep.Err, &backup.PhaseError{Phase: backup.PhaseCleanup,
+			Err: fmt.Errorf("the snapshot of this failed backup, useless without its label and WAL, was not deleted: %w", derr)})
+		return rep.Err
 	}
-	return nil
+	rep.Notes = append(rep.Notes, "the snapshot of this failed backup was deleted with the delete command: it was useless without its label and WAL")
+	return err
 }

@@ -110,6 +110,10 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			if err != nil {
 				return fail(c, err)
 			}
+			del, err := deleteCommand(c, nil)
+			if err != nil {
+				return fail(c, backup.UsageError(err))
+			}
 			if c.Bool("json") {
 				opts.Stdout = os.Stderr // stdout is the report's
 			} else if !c.Bool("quiet") && isTerminal(os.Stderr) {
@@ -118,6 +122,7 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			m := newMonitoring(c)
 			m.start(c.Context)
 			rep, err := backup.Run(c.Context, opts)
+			err = deleteFailedSnapshot(c.Context, c, del, rep, err)
 			if err == nil && after != nil {
 				after.Policy.Protect = rep.Label // a default label may have moved on
 				// A prune that fails leaves the disk to fill: the run

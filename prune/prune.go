@@ -8,6 +8,7 @@ package prune
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -129,16 +130,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, merr.ErrorOrNil()
 }
 
+// DeleteSnapshot runs the delete command argv for the backup labelled
+// label (${PGFBB_LABEL} in argv), without a shell, its output on stderr.
+func DeleteSnapshot(ctx context.Context, argv []string, label string, timeout time.Duration, stderr io.Writer) error {
+	argv, err := runner.Expand(argv, map[string]string{"PGFBB_LABEL": label})
+	if err != nil {
+		return err
+	}
+	if _, err := runner.Run(ctx, runner.Spec{Argv: argv, Env: os.Environ(), Timeout: timeout, Grace: 10 * time.Second,
+		Stderr: stderr, TailBytes: 4096}); err != nil {
+		return fmt.Errorf("delete command: %w", err)
+	}
+	return nil
+}
+
 // removeOne deletes the snapshot, then the staged directory.
 func (o Options) removeOne(ctx context.Context, e staged.Entry) error {
 	if len(o.DeleteCommand) > 0 {
-		argv, err := runner.Expand(o.DeleteCommand, map[string]string{"PGFBB_LABEL": e.Label})
-		if err != nil {
-			return err
-		}
-		if _, err := runner.Run(ctx, runner.Spec{Argv: argv, Env: os.Environ(), Timeout: o.Timeout, Grace: 10 * time.Second,
-			Stderr: os.Stderr, TailBytes: 4096}); err != nil {
-			return fmt.Errorf("delete command: %w; its staged directory is kept", err)
+		if err := DeleteSnapshot(ctx, o.DeleteCommand, e.Label, o.Timeout, os.Stderr); err != nil {
+			return fmt.Errorf("%w; its staged directory is kept", err)
 		}
 	}
 	if err := os.RemoveAll(e.Path); err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kballard/go-shellquote"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 	"github.com/pgfbb/pgfbb-wrap/staged"
 )
@@ -164,6 +165,28 @@ func TestListAndPrune(t *testing.T) {
 		}
 		if data, _ := os.ReadFile(log); string(data) != "b6\n" {
 			t.Errorf("delete commands run: %q, want b6 once", data)
+		}
+	})
+	// A backup that fails after its snapshot was taken (here: its session
+	// is terminated while the command runs) publishes nothing, so no prune
+	// would ever find its snapshot: the wrapper deletes it at once.
+	t.Run("the snapshot of a failed backup is deleted", func(t *testing.T) {
+		kill := shellquote.Join(b.c.ClientBin(t, "psql"), "-Atc",
+			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'")
+		take := "btrfs subvolume snapshot -r " + b.c.PGData + " " + b.snaps + "/${PGFBB_LABEL} && " + kill
+		for label, tc := range map[string]struct {
+			del  string
+			want string
+			gone bool
+		}{
+			"f1": {"btrfs subvolume delete " + b.snaps + "/${PGFBB_LABEL}", "was deleted with the delete command", true},
+			"f2": {"false", "was not deleted", false},
+		} {
+			runTool(t, b.c.Env(), "--staging", st, "--label", label, "--fast", "--delete-command", tc.del, "--", "sh", "-c", take).
+				want(t, 1, "FAILED, nothing was published", tc.want)
+			if _, err := os.Stat(filepath.Join(b.snaps, label)); (err == nil) == tc.gone {
+				t.Errorf("%s: snapshot there: %v, want gone: %v", label, err == nil, tc.gone)
+			}
 		}
 	})
 	t.Run("usage", func(t *testing.T) {
