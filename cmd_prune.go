@@ -67,7 +67,15 @@ func pruneCommand(command []string) *cli.Command {
 				Policy:        prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
 				DeleteCommand: command,
 				Log:           func(format string, args ...any) { fmt.Fprintf(c.App.Writer, format+"\n", args...) }}
-			if err := pruneUsage(c, &o); err != nil {
+			err := pruneUsage(c, &o)
+			if err == nil {
+				// The wrapper's prune has its backup's checks of the
+				// staging directory, which it may create.
+				if _, err = beneath.CheckPrivate(o.Staging); err != nil {
+					err = fmt.Errorf("staging directory: %w", err)
+				}
+			}
+			if err != nil {
 				return report(c.App.ErrWriter, backup.UsageError(err))
 			}
 			res, err := prune.Run(c.Context, o)
@@ -118,9 +126,6 @@ func pruneUsage(c *cli.Context, o *prune.Options) error {
 			"the snapshots are deleted by other means")
 	case c.Bool("staged-only") && (c.String("delete-command") != "" || len(o.DeleteCommand) > 0):
 		return errors.New("give a delete command or --staged-only, not both")
-	}
-	if _, err := beneath.CheckPrivate(o.Staging); err != nil {
-		return fmt.Errorf("staging directory: %w", err)
 	}
 	argv, err := deleteCommand(c, o.DeleteCommand)
 	o.DeleteCommand = argv

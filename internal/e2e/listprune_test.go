@@ -196,6 +196,9 @@ func TestListAndPrune(t *testing.T) {
 		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1").want(t, 2, "--delete-command", "--staged-only")
 		runTool(t, b.c.Env(), "--staging", st, "--keep-last", "1", "--", "true").want(t, 2, "--staged-only")
 		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--staged-only", "--", "true").want(t, 2, "not both")
+		// The first run of a cron line with keep flags makes the staging
+		// directory, as any backup does.
+		runTool(t, b.c.Env(), "--staging", filepath.Join(t.TempDir(), "new"), "--keep-last", "1", "--staged-only", "--fast", "--", "true").want(t, 0)
 		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--", "echo", "${PGFBB_NOPE}").want(t, 2, "unknown variable")
 	})
 }
