@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# btrfs: PGDATA lives on a subvolume; each backup is a read-only snapshot next
-# to the staged label and WAL. Keeps the newest $KEEP backups. Run as root.
+# btrfs: PGDATA lives on a subvolume; each backup is a read-only snapshot
+# beside its staged label and WAL. Keeps the newest $KEEP backups and deletes
+# the older ones' snapshots with them; a backup that fails after its snapshot
+# was taken has that snapshot deleted at once. Run as root (btrfs needs it).
+#
+# Settings come from the environment, with the defaults below; pgfbb-wrap's
+# own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
 set -euo pipefail
 
-PGDATA_SUBVOL=/srv/pgdata
-SNAPDIR=/srv/snapshots
-STAGING=/var/backups/pg
-KEEP=7
+: "${PGDATA_SUBVOL:=/srv/pgdata}" # the subvolume that holds the whole cluster
+: "${SNAPDIR:=/srv/snapshots}"     # on the same btrfs file system
+: "${STAGING:=/var/backups/pg}"    # label and WAL, a directory per backup
+: "${KEEP:=7}"                     # complete backups to keep
+export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
-export PGHOST=/var/run/postgresql PGUSER=postgres
+install -d -m 0700 "$STAGING"
+mkdir -p "$SNAPDIR"
+snapdir=$(printf %q "$SNAPDIR") # the delete command is one string, split like a shell would
 
 # --covers: refuse to back up once pg_wal or a tablespace lives outside the
 # snapshotted subvolume (the snapshot would silently miss it).
-pgfbb-wrap --staging "$STAGING" --fast --covers "$PGDATA_SUBVOL" -- \
+exec pgfbb-wrap --staging "$STAGING" --fast --covers "$PGDATA_SUBVOL" \
+	--keep-last "$KEEP" --delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/\${PGFBB_LABEL}"
-
-# Default labels (pgfbb-YYYYMMDDTHHMMSSZ) sort by time.
-ls -1d "$STAGING"/pgfbb-* | head -n -"$KEEP" | while read -r old; do
-	btrfs subvolume delete "$SNAPDIR/$(basename "$old")"
-	rm -rf "$old"
-done

@@ -105,10 +105,16 @@ func run(t testing.TB, name string, args ...string) {
 	}
 }
 
+// Delete deletes the subvolume or snapshot at path.
+func Delete(t testing.TB, path string) {
+	t.Helper()
+	run(t, "btrfs", "subvolume", "delete", path)
+}
+
 // Rollback replaces the subvolume at path with a writable snapshot of
 // snapshot: a volume restored from its snapshot, in place.
 func Rollback(t testing.TB, snapshot, path string) {
 	t.Helper()
-	run(t, "btrfs", "subvolume", "delete", path)
+	Delete(t, path)
 	Snapshot(t, snapshot, path, false)
 }

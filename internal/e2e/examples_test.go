@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/btrfstest"
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
+	"github.com/pgfbb/pgfbb-wrap/staged"
+)
+
+// The tests of this file run the files under examples/ as shipped: a
+// script with its settings in the environment, the cron line through sh -c.
+
+// example is the path of a shipped example file.
+func example(name string) string { return filepath.Join("..", "..", "examples", name) }
+
+// toolPath is a PATH whose first directory holds pgfbb-wrap, as installed.
+func toolPath(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(toolBin, filepath.Join(dir, "pgfbb-wrap")); err != nil {
+		t.Fatal(err)
+	}
+	return dir + ":" + os.Getenv("PATH")
+}
+
+// runScript runs a shipped example script with env added to the test's
+// environment, and returns its exit code and output.
+func runScript(t *testing.T, env []string, script string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{example(script)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("%s: %v", script, err)
+	}
+	t.Logf("%s %s: exit %d\n%s", script, strings.Join(args, " "), code, out)
+	return code, string(out)
+}
+
+// completeLabels lists the complete backups of a staging directory, newest
+// first.
+func completeLabels(t *testing.T, st string) []string {
+	t.Helper()
+	entries, err := staged.List(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, e := range entries {
+		if e.State == staged.StateComplete {
+			labels = append(labels, e.Label)
+		}
+	}
+	return labels
+}
+
+// TestExampleBtrfs runs examples/btrfs-backup.sh as shipped: into a staging
+// directory whose parents do not exist yet, keeping KEEP backups with their
+// snapshots, carrying on past a snapshot that cannot be deleted, and ending
+// with a backup taken under load that restores.
+func TestExampleBtrfs(t *testing.T) {
+	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "var", "backups", "pg")
+	env := append(b.c.Env(), "PATH="+toolPath(t), "PGDATA_SUBVOL="+b.c.PGData, "SNAPDIR="+b.snaps, "STAGING="+st, "KEEP=2")
+	for range 3 {
+		if code, out := runScript(t, env, "btrfs-backup.sh"); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		time.Sleep(1100 * time.Millisecond) // distinct default labels
+	}
+	labels := completeLabels(t, st)
+	snaps, _ := os.ReadDir(b.snaps)
+	if len(labels) != 2 || len(snaps) != 2 || snaps[0].Name() != labels[1] || snaps[1].Name() != labels[0] {
+		t.Fatalf("after 3 runs keeping 2: backups %v, snapshots %v", labels, snaps)
+	}
+
+	// A snapshot that cannot be deleted (here: no longer a subvolume)
+	// keeps its backup and fails that night, but the others still go.
+	broken, other := labels[1], labels[0]
+	btrfstest.Delete(t, filepath.Join(b.snaps, broken))
+	if err := os.Mkdir(filepath.Join(b.snaps, broken), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stop := b.load(t, 300*time.Millisecond)
+	code, out := runScript(t, append(env, "KEEP=1"), "btrfs-backup.sh")
+	stop()
+	if code != 1 || !strings.Contains(out, "prune: "+broken+": delete command") {
+		t.Errorf("a failing delete: exit %d, want 1 naming %s", code, broken)
+	}
+	labels = completeLabels(t, st)
+	if len(labels) != 2 || labels[1] != broken || slices.Contains(labels, other) {
+		t.Fatalf("after a failing delete: backups %v, want the new one and %s", labels, broken)
+	}
+	if _, err := os.Stat(filepath.Join(b.snaps, other)); err == nil {
+		t.Errorf("the snapshot of %s, pruned, is still there", other)
+	}
+	b.restoreAndCheck(t, filepath.Join(b.snaps, labels[0]), filepath.Join(st, labels[0]))
+}
+
+// TestExampleCron runs the line of examples/cron/pgfbb-backup as cron
+// would: its variables as written, through sh -c, with cron's minimal
+// environment. Only the paths are moved to the test's (the snapshot
+// directories, the staging directory, the installed binary) and the
+// connection to the test's cluster.
+func TestExampleCron(t *testing.T) {
+	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "pg")
+	moved := strings.NewReplacer("/srv/pgdata", b.c.PGData, "/srv/snapshots", b.snaps, "/var/backups/pg", st,
+		"/usr/local/bin/pgfbb-wrap", toolBin)
+	vars, line := readCron(t, example("cron/pgfbb-backup"))
+	env := []string{"PATH=/usr/bin:/bin", "SHELL=/bin/sh", "HOME=/root", "LOGNAME=root"} // cron's own
+	for _, v := range vars {
+		name, _, _ := strings.Cut(v, "=")
+		if name != "MAILTO" && name != "PGHOST" && name != "PGUSER" {
+			env = append(env, moved.Replace(v))
+		}
+	}
+	env = append(env, b.c.Env()...)
+	run := func() {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", "-c", moved.Replace(line))
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil || len(out) > 0 {
+			t.Fatalf("the cron line: %v; cron would mail:\n%s", err, out)
+		}
+	}
+	stop := b.load(t, 300*time.Millisecond)
+	run()
+	stop()
+	labels := completeLabels(t, st)
+	if len(labels) != 1 {
+		t.Fatalf("backups after the cron line: %v", labels)
+	}
+	b.restoreAndCheck(t, filepath.Join(b.snaps, labels[0]), filepath.Join(st, labels[0]))
+}
+
+// readCron reads a cron.d file: its variable assignments, and the command
+// of its one job line (after the five time fields and the user).
+func readCron(t *testing.T, path string) (vars []string, command string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		fields := strings.Fields(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case len(fields) > 6 && !strings.Contains(fields[0], "="):
+			if command != "" {
+				t.Fatalf("%s: more than one job line", path)
+			}
+			command = line
+			for range 6 { // as written: quotes and spaces in the command stay
+				command = strings.TrimLeft(command, " \t")
+				command = command[strings.IndexAny(command, " \t"):]
+			}
+			command = strings.TrimSpace(command)
+		default:
+			vars = append(vars, line)
+		}
+	}
+	if command == "" {
+		t.Fatalf("%s: no job line", path)
+	}
+	return vars, command
+}
