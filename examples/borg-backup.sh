@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# borg: btrfs snapshot, then one borg archive named after the label holding the
-# snapshot and the staged label and WAL. BORG_REPO and BORG_PASSCOMMAND come
-# from the environment.
+# borg: a btrfs snapshot backup shipped off the host. One borg archive, named
+# after the label, holds the read-only snapshot of the data directory and the
+# staged label and WAL; then both local copies go, and borg prune and compact
+# run. Restoring: the README's "Restoring from borg". Run as root.
+#
+# Settings come from the environment, with the defaults below: borg's own
+# (BORG_REPO, BORG_PASSCOMMAND, ...) and pgfbb-wrap's PGFBB_* pass through.
 set -euo pipefail
 
-STAGING=/var/backups/pg
-SNAPDIR=/srv/snapshots
-LABEL=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)
+: "${PGDATA_SUBVOL:=/srv/pgdata}"                   # the subvolume that holds the whole cluster
+: "${SNAPDIR:=/srv/snapshots}"                       # on the same btrfs file system
+: "${STAGING:=/var/backups/pg}"                      # label and WAL until they are shipped
+: "${BORG_PREFIX:=pgfbb-}"                           # archive names: one prefix per cluster sharing a repository
+: "${BORG_KEEP:=--keep-daily 7 --keep-weekly 4}"   # borg prune's policy
+export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
-export PGHOST=/var/run/postgresql PGUSER=postgres
+install -d -m 0700 "$STAGING"
+mkdir -p "$SNAPDIR"
+# A label of this run alone ($$): the cleanup below removes nothing of another.
+label=$BORG_PREFIX$(date -u +%Y%m%dT%H%M%SZ)-$$
+snapdir=$(printf %q "$SNAPDIR")
 
-pgfbb-wrap --staging "$STAGING" --label "$LABEL" -- \
-	btrfs subvolume snapshot -r /srv/pgdata "$SNAPDIR/$LABEL"
-trap 'btrfs subvolume delete "$SNAPDIR/$LABEL" >/dev/null' EXIT
+# Set before the backup: whatever happens later, this run leaves no local
+# copy behind. (A backup that fails after its snapshot has it deleted by
+# pgfbb-wrap itself, through --delete-command.)
+cleanup() {
+	if [ -d "$SNAPDIR/$label" ]; then btrfs subvolume delete "$SNAPDIR/$label" >/dev/null; fi
+	rm -rf "${STAGING:?}/$label"
+}
+trap cleanup EXIT
 
-borg create --stats --compression zstd "::$LABEL" "$SNAPDIR/$LABEL" "$STAGING/$LABEL"
-rm -rf "${STAGING:?}/$LABEL"
-borg prune --glob-archives 'pgfbb-*' --keep-daily 7 --keep-weekly 4
+pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" \
+	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
+	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
+
+borg create --compression zstd "::$label" "$SNAPDIR/$label" "$STAGING/$label"
+# shellcheck disable=SC2086 # BORG_KEEP is a list of options
+borg prune --glob-archives "$BORG_PREFIX*" $BORG_KEEP
+# borg 1.2 frees the space of pruned archives only here.
+borg compact

@@ -1,22 +1,43 @@
 #!/usr/bin/env bash
-# restic: snapshot with LVM, then back up the mounted snapshot and the staged
-# label and WAL in one restic snapshot, tagged with the label, and clean up.
-# RESTIC_REPOSITORY and RESTIC_PASSWORD_FILE come from the environment.
+# restic: a btrfs snapshot backup shipped off the host. One restic snapshot
+# holds the read-only snapshot of the data directory and the staged label and
+# WAL; then both local copies go and restic's retention runs. Restoring: the
+# README's "Restoring from restic". Run as root.
+#
+# Settings come from the environment, with the defaults below: restic's own
+# (RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE, ...) and pgfbb-wrap's PGFBB_*
+# pass through.
 set -euo pipefail
 
-VG=vg0 LV=pgdata
-STAGING=/var/backups/pg
-MNT=/mnt/pgsnap
-LABEL=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)
+: "${PGDATA_SUBVOL:=/srv/pgdata}"                   # the subvolume that holds the whole cluster
+: "${SNAPDIR:=/srv/snapshots}"                       # on the same btrfs file system
+: "${STAGING:=/var/backups/pg}"                      # label and WAL until they are shipped
+: "${RESTIC_TAG:=pgfbb}"                             # one tag per cluster sharing a repository
+: "${RESTIC_KEEP:=--keep-daily 7 --keep-weekly 4}" # restic forget's policy
+export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
-export PGHOST=/var/run/postgresql PGUSER=postgres
+install -d -m 0700 "$STAGING"
+mkdir -p "$SNAPDIR"
+# A label of this run alone ($$): the cleanup below removes nothing of another.
+label=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)-$$
+snapdir=$(printf %q "$SNAPDIR")
 
-pgfbb-wrap --staging "$STAGING" --label "$LABEL" -- \
-	lvcreate --snapshot --size 10G --name pgsnap "/dev/$VG/$LV"
-mkdir -p "$MNT"
-trap 'umount "$MNT" 2>/dev/null; lvremove -y "$VG/pgsnap" >/dev/null' EXIT
-mount -o ro "/dev/$VG/pgsnap" "$MNT"
+# Set before the backup: whatever happens later, this run leaves no local
+# copy behind. (A backup that fails after its snapshot has it deleted by
+# pgfbb-wrap itself, through --delete-command.)
+cleanup() {
+	if [ -d "$SNAPDIR/$label" ]; then btrfs subvolume delete "$SNAPDIR/$label" >/dev/null; fi
+	rm -rf "${STAGING:?}/$label"
+}
+trap cleanup EXIT
 
-restic backup --tag pgfbb --tag "$LABEL" "$MNT" "$STAGING/$LABEL"
-rm -rf "${STAGING:?}/$LABEL"
-restic forget --tag pgfbb --keep-daily 7 --keep-weekly 4 --prune
+pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" \
+	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
+	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
+
+restic backup --quiet --tag "$RESTIC_TAG" "$SNAPDIR/$label" "$STAGING/$label"
+# Grouped by host and tags, not paths: every night's paths differ (they hold
+# the label), and grouping by them would make each snapshot a group of its
+# own, which no policy ever removes.
+# shellcheck disable=SC2086 # RESTIC_KEEP is a list of options
+restic forget --quiet --tag "$RESTIC_TAG" --group-by host,tags $RESTIC_KEEP --prune

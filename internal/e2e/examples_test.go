@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,4 +178,129 @@ func readCron(t *testing.T, path string) (vars []string, command string) {
 		t.Fatalf("%s: no job line", path)
 	}
 	return vars, command
+}
+
+// TestExampleRestic runs examples/restic-backup.sh as shipped, three
+// nights into a local repository, then the README's restore steps.
+func TestExampleRestic(t *testing.T) {
+	repo := t.TempDir()
+	env := []string{"RESTIC_REPOSITORY=" + repo, "RESTIC_PASSWORD=test", "RESTIC_CACHE_DIR=" + t.TempDir()}
+	restic(t, env, "init")
+	testShipping(t, "restic-backup.sh", env, func() int {
+		var snaps []any
+		if err := json.Unmarshal([]byte(restic(t, env, "snapshots", "--json")), &snaps); err != nil {
+			t.Fatal(err)
+		}
+		return len(snaps)
+	}, 1) // forget's rules all keep the newest
+}
+
+func restic(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("restic", args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("restic %s: %v (restic is Debian's restic: scripts/install-deps.sh installs it)", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// TestExampleBorg runs examples/borg-backup.sh as shipped, three nights
+// into a local repository, then the README's restore steps. A borg that
+// records its calls before it runs the real one shows that compact runs:
+// without it, borg 1.2's prune frees no space.
+func TestExampleBorg(t *testing.T) {
+	real, err := exec.LookPath("borg")
+	if err != nil {
+		t.Fatal("borg not found: install Debian's borgbackup (scripts/install-deps.sh does)")
+	}
+	bin, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	stub := "#!/bin/sh\necho \"$1\" >> " + calls + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "borg"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"BORG_REPO=" + filepath.Join(t.TempDir(), "repo"), "BORG_PASSPHRASE=test", "BORG_BASE_DIR=" + t.TempDir(),
+		"PATH=" + bin + ":" + os.Getenv("PATH")}
+	borg := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(real, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("borg %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	borg("init", "--encryption=repokey")
+	// prune's weekly rule keeps the newest of those the daily rule left.
+	testShipping(t, "borg-backup.sh", env, func() int { return len(strings.Fields(borg("list", "--short"))) }, 2)
+	if data, _ := os.ReadFile(calls); strings.Count(string(data), "compact\n") != 3 {
+		t.Errorf("borg subcommands run: %q, want compact after every prune", data)
+	}
+}
+
+// testShipping runs a shipping example three times, the last under load,
+// with env (the repository's) added; count says how many backups the
+// repository holds, kept how many retention should keep of three taken in
+// one day. No local copy is left, and the README's restore steps for the tool, run with
+// the test's paths, give a data directory that recovers.
+func testShipping(t *testing.T, script string, env []string, count func() int, kept int) {
+	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "var", "backups", "pg")
+	path := toolPath(t)
+	if i := slices.IndexFunc(env, func(v string) bool { return strings.HasPrefix(v, "PATH=") }); i >= 0 {
+		path = strings.TrimPrefix(env[i], "PATH=") + ":" + path
+	}
+	env = append(append(env, b.c.Env()...), "PATH="+path, "PGDATA_SUBVOL="+b.c.PGData, "SNAPDIR="+b.snaps, "STAGING="+st)
+	for night := range 3 {
+		stop := func() {}
+		if night == 2 {
+			stop = b.load(t, 300*time.Millisecond)
+		}
+		code, out := runScript(t, env, script)
+		stop()
+		if code != 0 {
+			t.Fatalf("night %d: exit %d:\n%s", night, code, out)
+		}
+	}
+	if n := count(); n != kept {
+		t.Errorf("the repository holds %d backups after retention, want %d", n, kept)
+	}
+	if left, _ := os.ReadDir(b.snaps); len(left) > 0 {
+		t.Errorf("snapshots left behind: %v", left)
+	}
+	if left := completeLabels(t, st); len(left) > 0 {
+		t.Errorf("staged backups left behind: %v", left)
+	}
+
+	target := filepath.Join(pgtest.TempDir(t), "restore") // the server, as postgres, goes through it
+	moved := strings.NewReplacer("/restore", target, "/srv/snapshots", b.snaps, "/var/backups/pg", st)
+	steps := moved.Replace(readmeSteps(t, strings.TrimSuffix(script, "-backup.sh")))
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", steps)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the README's restore steps:\n%s\n%v\n%s", steps, err, out)
+	}
+	staged, _ := filepath.Glob(filepath.Join(target, st, "*"))
+	if len(staged) != 1 {
+		t.Fatalf("restored staged backups: %v", staged)
+	}
+	b.checkRestored(t, filepath.Join(target, "pgdata"), staged[0])
+}
+
+// readmeSteps is the shell block of the README that follows the marker
+// <!-- restore-steps NAME -->.
+func readmeSteps(t *testing.T, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "<!-- restore-steps "+name+" -->\n```sh\n")
+	block, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatalf("README.md has no restore-steps block for %s", name)
+	}
+	return block
 }

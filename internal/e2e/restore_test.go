@@ -109,6 +109,13 @@ func (b *bench) restoreInto(t *testing.T, dir, backupDir string, restoreArgs ...
 	t.Helper()
 	runTool(t, nil, append([]string{"restore", "--staged", backupDir, "--pgdata", dir}, restoreArgs...)...).
 		want(t, 0, "restore of "+readManifest(t, backupDir).Label+" laid out")
+	return b.checkRestored(t, dir, backupDir)
+}
+
+// checkRestored starts a server on dir, where the backup backupDir was
+// restored, and proves it as restoreAndCheck does.
+func (b *bench) checkRestored(t *testing.T, dir, backupDir string) *pgtest.Cluster {
+	t.Helper()
 	rc := pgtest.Existing(t, b.c.Install, dir)
 	rdb := rc.StartRecovered(t)
 	log := rc.LogTail(1 << 20)
