@@ -1,24 +1,44 @@
 #!/usr/bin/env bash
-# Nightly LVM snapshot backup: pgfbb-wrap holds backup mode around lvcreate,
-# then the snapshot is mounted read-only, archived together with the staged
-# label and WAL, and removed. Adjust the variables; run as root.
+# LVM: pgfbb-wrap holds backup mode around lvcreate; the snapshot is then
+# mounted read-only, archived together with the staged label and WAL, and
+# removed. Run as root.
+#
+# Settings come from the environment, with the defaults below; pgfbb-wrap's
+# own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
 set -euo pipefail
 
-VG=vg0 LV=pgdata SNAP_SIZE=10G
-LV_MOUNT=/var/lib/postgresql   # where /dev/$VG/$LV is mounted: all of the cluster must be on it
-STAGING=/var/backups/pg/staging
-ARCHIVE=/var/backups/pg/archive
-LABEL=nightly-$(date -u +%Y%m%dT%H%M%SZ)
-MNT=/mnt/pgsnap
+: "${VG:=vg0}"                              # the volume group
+: "${LV:=pgdata}"                           # the logical volume of the cluster
+: "${SNAP_SIZE:=10G}"                       # room for the changes while the snapshot lives
+: "${LV_MOUNT:=/var/lib/postgresql}"        # where /dev/$VG/$LV is mounted: all of the cluster must be on it
+: "${STAGING:=/var/backups/pg/staging}"     # label and WAL until they are archived
+: "${ARCHIVE:=/var/backups/pg/archive}"     # one tar per backup
+: "${MNT:=/mnt/pgsnap}"                     # where the snapshot is mounted to be archived
+export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
-export PGHOST=/var/run/postgresql PGUSER=postgres
-
-pgfbb-wrap --staging "$STAGING" --label "$LABEL" --timeout 10m --covers "$LV_MOUNT" -- \
-	lvcreate --snapshot --size "$SNAP_SIZE" --name "pgsnap-$LABEL" "/dev/$VG/$LV"
-
-# The snapshot plus the staged directory is the backup; keep them together.
+install -d -m 0700 "$STAGING"
 mkdir -p "$MNT" "$ARCHIVE"
-trap 'umount "$MNT" 2>/dev/null; lvremove -y "$VG/pgsnap-$LABEL" >/dev/null' EXIT
-mount -o ro "/dev/$VG/pgsnap-$LABEL" "$MNT"   # xfs needs: -o ro,nouuid
-tar -C / -cf "$ARCHIVE/$LABEL.tar" "${MNT#/}" "${STAGING#/}/$LABEL"
-rm -rf "${STAGING:?}/$LABEL"
+# A label of this run alone ($$): the cleanup below removes nothing of another.
+label=nightly-$(date -u +%Y%m%dT%H%M%SZ)-$$
+snap=pgsnap-$label
+
+# Set before the backup, so that no failure leaves the snapshot mounted or
+# in the volume group (a full snapshot volume is invalidated, and a forgotten
+# one slows every write to the origin).
+cleanup() {
+	if mountpoint -q "$MNT"; then umount "$MNT"; fi
+	if lvs "$VG/$snap" >/dev/null 2>&1; then lvremove -y "$VG/$snap" >/dev/null; fi
+	rm -rf "${STAGING:?}/$label" "$ARCHIVE/$label.tar.partial"
+}
+trap cleanup EXIT
+
+pgfbb-wrap --staging "$STAGING" --label "$label" --timeout 10m --covers "$LV_MOUNT" \
+	--delete-command "lvremove -y $VG/pgsnap-\${PGFBB_LABEL}" -- \
+	lvcreate --snapshot --size "$SNAP_SIZE" --name "$snap" "$VG/$LV" >/dev/null
+
+# XFS refuses to mount a snapshot beside its origin, same UUID, without nouuid.
+opts=ro
+if [ "$(blkid -o value -s TYPE "/dev/$VG/$snap")" = xfs ]; then opts=ro,nouuid; fi
+mount -o "$opts" "/dev/$VG/$snap" "$MNT"
+tar -C / -cf "$ARCHIVE/$label.tar.partial" "${MNT#/}" "${STAGING#/}/$label"
+mv "$ARCHIVE/$label.tar.partial" "$ARCHIVE/$label.tar"

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kballard/go-shellquote"
 	"github.com/pgfbb/pgfbb-wrap/internal/btrfstest"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 	"github.com/pgfbb/pgfbb-wrap/staged"
@@ -303,4 +304,66 @@ func readmeSteps(t *testing.T, name string) string {
 		t.Fatalf("README.md has no restore-steps block for %s", name)
 	}
 	return block
+}
+
+// TestLVMControlFlow runs examples/lvm-backup.sh as shipped against a real
+// cluster, with stand-ins for LVM, mount and tar (no device mapper here):
+// a control-flow test, not an LVM test. On every path the snapshot is
+// unmounted and removed and no staged backup stays; on success one tar
+// holds the snapshot's mount point and the staged label and WAL.
+func TestLVMControlFlow(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	kill := shellquote.Join(c.ClientBin(t, "psql"), "-Atc",
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'")
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		code  int
+		mount string // the options mount got; "" when it was not called
+	}{
+		{"success", nil, 0, "ro"},
+		{"success on XFS", []string{"STANDIN_FSTYPE=xfs"}, 0, "ro,nouuid"},
+		{"lvcreate fails", []string{"STANDIN_FAIL=lvcreate"}, 4, ""},
+		{"the backup fails after lvcreate", []string{"STANDIN_AFTER_LVCREATE=" + kill}, 1, ""},
+		{"mount fails", []string{"STANDIN_FAIL=mount"}, 1, "ro"},
+		{"tar fails", []string{"STANDIN_FAIL=tar"}, 1, "ro"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			archive, st, mnt := filepath.Join(root, "archive"), filepath.Join(root, "var", "backups", "pg", "staging"), filepath.Join(root, "mnt")
+			env, dir := standins(t, toolPath(t), "lvcreate", "lvremove", "lvs", "blkid", "mount", "umount", "mountpoint", "tar")
+			env = append(append(append(env, c.Env()...), tc.env...), "LV_MOUNT="+filepath.Dir(c.PGData), "STAGING="+st,
+				"ARCHIVE="+archive, "MNT="+mnt)
+			code, out := runScript(t, env, "lvm-backup.sh")
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			log := calls(t, dir)
+			if len(log) == 0 || !strings.HasPrefix(log[0], "lvcreate --snapshot --size 10G --name pgsnap-nightly-") || !strings.HasSuffix(log[0], " vg0/pgdata") {
+				t.Fatalf("calls: %q", log)
+			}
+			label := strings.Fields(log[0])[5][len("pgsnap-"):]
+			mounted := slices.ContainsFunc(log, func(l string) bool { return l == "mount -o "+tc.mount+" /dev/vg0/pgsnap-"+label+" "+mnt })
+			if tc.mount != "" && !mounted {
+				t.Errorf("mount -o %s of the snapshot was not called: %q", tc.mount, log)
+			}
+			if left := leftovers(t, dir); len(left) > 0 {
+				t.Errorf("left behind: %v (calls %q)", left, log)
+			}
+			if left := completeLabels(t, st); len(left) > 0 {
+				t.Errorf("staged backups left behind: %v", left)
+			}
+			tars, _ := filepath.Glob(filepath.Join(archive, "*"))
+			if tc.code != 0 {
+				if len(tars) > 0 {
+					t.Errorf("a failed run left %v", tars)
+				}
+				return
+			}
+			list, err := exec.Command("tar", "-tf", filepath.Join(archive, label+".tar")).Output()
+			if err != nil || !strings.Contains(string(list), strings.TrimPrefix(filepath.Join(st, label, "backup_label"), "/")) {
+				t.Errorf("the archive %v lacks the staged label: %v\n%s", tars, err, list)
+			}
+		})
+	}
 }

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Stand-ins replace, on PATH, the tools of volume managers these machines
+// lack (LVM's device mapper, ZFS, a cloud's CLI): each records its call in
+// calls, fails when its name is in STANDIN_FAIL, and keeps what it made in
+// state, so that a control-flow test can prove what an example script
+// calls, in which order, and that it leaves nothing behind. They prove the
+// scripts' logic, never the volume managers'.
+
+// standinScripts are the stand-ins' bodies, after the common head; $S is
+// the state directory.
+var standinScripts = map[string]string{
+	"lvcreate": `while [ $# -gt 0 ]; do [ "$1" = --name ] && n=$2; shift; done
+touch "$S/lv-$n"
+if [ -n "$STANDIN_AFTER_LVCREATE" ]; then sh -c "$STANDIN_AFTER_LVCREATE" >/dev/null; fi`,
+	"lvremove":   `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ] || { echo "lvremove: $v not found" >&2; exit 5; }; rm "$S/lv-${v#*/}"`,
+	"lvs":        `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ]`,
+	"blkid":      `echo "${STANDIN_FSTYPE:-ext4}"`,
+	"mount":      `touch "$S/mounted"`,
+	"umount":     `rm "$S/mounted"`,
+	"mountpoint": `[ -e "$S/mounted" ]`,
+	"tar":        `exec /usr/bin/tar "$@"`,
+	"zfs": `case $1 in
+snapshot) for a; do v=$a; done; touch "$S/zfs-$(echo "$v" | tr / _)" ;;
+destroy) for a; do v=$a; done; f="$S/zfs-$(echo "$v" | tr / _)"; [ -e "$f" ] || { echo "zfs: $v: no such snapshot" >&2; exit 1; }; rm "$f" ;;
+list) printf '%s\n' $STANDIN_ZFS_MOUNTS ;;
+send) echo "a zfs stream of $*" ;;
+esac`,
+	"aws": `case "$1 $2" in
+"ec2 create-snapshot") echo snap-0123456789abcdef0; touch "$S/aws-snap-0123456789abcdef0" ;;
+"ec2 delete-snapshot") for a; do v=$a; done; rm "$S/aws-$v" ;;
+"ec2 wait") ;;
+esac`,
+}
+
+// standins puts stand-ins for names first on path and returns the
+// environment that goes with them and the directory of their calls log
+// and state.
+func standins(t *testing.T, path string, names ...string) (env []string, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin, state := filepath.Join(dir, "bin"), filepath.Join(dir, "state")
+	for _, d := range []string{bin, state} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range names {
+		script := "#!/bin/sh\nS=" + state + "\nprintf '%s\\n' \"" + name + " $*\" >> " + filepath.Join(dir, "calls") + "\n" +
+			"case \" $STANDIN_FAIL \" in *\" " + name + " \"*) echo \"" + name + ": failing, as told\" >&2; exit 1;; esac\n" +
+			standinScripts[name] + "\n"
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"PATH=" + bin + ":" + path}, dir
+}
+
+// calls are the stand-ins' calls so far, one line each.
+func calls(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "calls"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.FieldsFunc(string(data), func(r rune) bool { return r == '\n' })
+}
+
+// leftovers is what the stand-ins made and nobody removed.
+func leftovers(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
