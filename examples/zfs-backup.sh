@@ -1,16 +1,38 @@
 #!/usr/bin/env bash
-# ZFS: a recursive snapshot covers PGDATA and any child datasets (pg_wal,
-# tablespaces) atomically; the staged label and WAL are kept in a dataset of
-# their own and snapshotted right after, under the same name.
+# ZFS: one recursive snapshot takes the cluster's dataset and its children
+# (pg_wal, tablespaces) atomically. The snapshots stay on the pool, the
+# newest $KEEP of them with their staged label and WAL; with SHIP_DIR set,
+# each backup is also written there as a zfs send stream plus a tar of its
+# staged directory. Run as root.
+#
+# Settings come from the environment, with the defaults below; pgfbb-wrap's
+# own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
 set -euo pipefail
 
-DATASET=tank/pgdata
-STAGING_DATASET=tank/pgbackup
-STAGING=/tank/pgbackup
-LABEL=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)
+: "${DATASET:=tank/pgdata}"       # the cluster's dataset; its children are snapshotted with it
+: "${STAGING:=/var/backups/pg}"   # label and WAL, a directory per backup (not on $DATASET)
+: "${KEEP:=7}"                    # complete backups to keep
+: "${SHIP_DIR:=}"                 # e.g. /mnt/backup/pg: where to write each backup off the pool
+export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
-export PGHOST=/var/run/postgresql PGUSER=postgres
+install -d -m 0700 "$STAGING"
+# Every dataset the snapshot takes is covered: a cluster with files outside
+# them is refused, instead of a multi-volume warning mailed every night.
+covers=()
+while read -r mountpoint; do
+	if [[ $mountpoint == /* ]]; then covers+=(--covers "$mountpoint"); fi # not "legacy" or "none"
+done < <(zfs list -H -o mountpoint -r "$DATASET")
+label=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)-$$
 
-pgfbb-wrap --staging "$STAGING" --label "$LABEL" --command "zfs snapshot -r $DATASET@\${PGFBB_LABEL}"
-zfs snapshot "$STAGING_DATASET@$LABEL"
-# Ship both: zfs send -R $DATASET@$LABEL | ... ; zfs send $STAGING_DATASET@$LABEL | ...
+pgfbb-wrap --staging "$STAGING" --label "$label" "${covers[@]}" \
+	--keep-last "$KEEP" --delete-command "zfs destroy -r $DATASET@\${PGFBB_LABEL}" -- \
+	zfs snapshot -r "$DATASET@$label"
+
+if [ -n "$SHIP_DIR" ]; then
+	# A stream cut short never looks complete: it gets its name at the end.
+	trap 'rm -f "$SHIP_DIR/$label".*.partial' EXIT
+	zfs send -R "$DATASET@$label" >"$SHIP_DIR/$label.zfs.partial"
+	tar -C "$STAGING" -cf "$SHIP_DIR/$label.staged.tar.partial" "$label"
+	mv "$SHIP_DIR/$label.zfs.partial" "$SHIP_DIR/$label.zfs"
+	mv "$SHIP_DIR/$label.staged.tar.partial" "$SHIP_DIR/$label.staged.tar"
+fi

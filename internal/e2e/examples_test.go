@@ -313,8 +313,7 @@ func readmeSteps(t *testing.T, name string) string {
 // holds the snapshot's mount point and the staged label and WAL.
 func TestLVMControlFlow(t *testing.T) {
 	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
-	kill := shellquote.Join(c.ClientBin(t, "psql"), "-Atc",
-		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'")
+	kill := killBackups(t, c)
 	for _, tc := range []struct {
 		name  string
 		env   []string
@@ -324,7 +323,7 @@ func TestLVMControlFlow(t *testing.T) {
 		{"success", nil, 0, "ro"},
 		{"success on XFS", []string{"STANDIN_FSTYPE=xfs"}, 0, "ro,nouuid"},
 		{"lvcreate fails", []string{"STANDIN_FAIL=lvcreate"}, 4, ""},
-		{"the backup fails after lvcreate", []string{"STANDIN_AFTER_LVCREATE=" + kill}, 1, ""},
+		{"the backup fails after lvcreate", []string{"STANDIN_AFTER_CREATE=" + kill}, 1, ""},
 		{"mount fails", []string{"STANDIN_FAIL=mount"}, 1, "ro"},
 		{"tar fails", []string{"STANDIN_FAIL=tar"}, 1, "ro"},
 	} {
@@ -363,6 +362,76 @@ func TestLVMControlFlow(t *testing.T) {
 			list, err := exec.Command("tar", "-tf", filepath.Join(archive, label+".tar")).Output()
 			if err != nil || !strings.Contains(string(list), strings.TrimPrefix(filepath.Join(st, label, "backup_label"), "/")) {
 				t.Errorf("the archive %v lacks the staged label: %v\n%s", tars, err, list)
+			}
+		})
+	}
+}
+
+// killBackups is a shell command that terminates the sessions of running
+// backups of c: run after a snapshot, it fails the backup that took it.
+func killBackups(t *testing.T, c *pgtest.Cluster) string {
+	return shellquote.Join(c.ClientBin(t, "psql"), "-Atc",
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfbb-wrap'")
+}
+
+// TestZFSControlFlow runs examples/zfs-backup.sh as shipped against a real
+// cluster, with a stand-in for zfs (no ZFS module here): a control-flow
+// test, not a ZFS test. It covers every dataset zfs list names, keeps KEEP
+// snapshots through the wrapper's prune, ships complete files only, and
+// leaves no snapshot of a failed backup.
+func TestZFSControlFlow(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	setup := func(t *testing.T, extra ...string) (env []string, dir, st, ship string) {
+		root := t.TempDir()
+		st, ship = filepath.Join(root, "staging"), filepath.Join(root, "ship")
+		if err := os.Mkdir(ship, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		env, dir = standins(t, toolPath(t), "zfs", "tar")
+		env = append(append(append(env, c.Env()...), extra...), "STANDIN_ZFS_MOUNTS="+filepath.Dir(c.PGData)+" legacy",
+			"STAGING="+st, "KEEP=2", "SHIP_DIR="+ship)
+		return env, dir, st, ship
+	}
+	t.Run("three nights keeping two", func(t *testing.T) {
+		env, dir, st, ship := setup(t)
+		for range 3 {
+			if code, out := runScript(t, env, "zfs-backup.sh"); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+		}
+		labels := completeLabels(t, st)
+		left := leftovers(t, dir)
+		if len(labels) != 2 || len(left) != 2 || left[0] != "zfs-tank_pgdata@"+labels[1] || left[1] != "zfs-tank_pgdata@"+labels[0] {
+			t.Errorf("backups %v, snapshots %v, want the same two", labels, left)
+		}
+		shipped, _ := filepath.Glob(filepath.Join(ship, "*"))
+		if len(shipped) != 6 || slices.ContainsFunc(shipped, func(p string) bool { return strings.HasSuffix(p, ".partial") }) {
+			t.Errorf("shipped: %v, want a stream and a tar of each of 3 nights", shipped)
+		}
+		if log := calls(t, dir); !slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "zfs snapshot -r tank/pgdata@pgfbb-") }) {
+			t.Errorf("calls: %q", log)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		env  []string
+		code int
+	}{
+		{"zfs snapshot fails", []string{"STANDIN_FAIL=zfs:snapshot"}, 4},
+		{"the backup fails after the snapshot", []string{"STANDIN_AFTER_CREATE=" + killBackups(t, c)}, 1},
+		{"zfs send fails", []string{"STANDIN_FAIL=zfs:send"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, dir, st, ship := setup(t, tc.env...)
+			if code, out := runScript(t, env, "zfs-backup.sh"); code != tc.code {
+				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			left, labels := leftovers(t, dir), completeLabels(t, st)
+			if len(left) != len(labels) {
+				t.Errorf("snapshots %v for backups %v: a snapshot without its label and WAL", left, labels)
+			}
+			if shipped, _ := filepath.Glob(filepath.Join(ship, "*")); len(shipped) > 0 {
+				t.Errorf("a failed run shipped %v", shipped)
 			}
 		})
 	}

@@ -9,8 +9,9 @@ import (
 
 // Stand-ins replace, on PATH, the tools of volume managers these machines
 // lack (LVM's device mapper, ZFS, a cloud's CLI): each records its call in
-// calls, fails when its name is in STANDIN_FAIL, and keeps what it made in
-// state, so that a control-flow test can prove what an example script
+// calls, fails when STANDIN_FAIL names it ("zfs") or it with its first
+// argument ("zfs:send"), runs STANDIN_AFTER_CREATE after it made a
+// snapshot, and keeps what it made in state, so that a control-flow test can prove what an example script
 // calls, in which order, and that it leaves nothing behind. They prove the
 // scripts' logic, never the volume managers'.
 
@@ -19,7 +20,7 @@ import (
 var standinScripts = map[string]string{
 	"lvcreate": `while [ $# -gt 0 ]; do [ "$1" = --name ] && n=$2; shift; done
 touch "$S/lv-$n"
-if [ -n "$STANDIN_AFTER_LVCREATE" ]; then sh -c "$STANDIN_AFTER_LVCREATE" >/dev/null; fi`,
+if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi`,
 	"lvremove":   `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ] || { echo "lvremove: $v not found" >&2; exit 5; }; rm "$S/lv-${v#*/}"`,
 	"lvs":        `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ]`,
 	"blkid":      `echo "${STANDIN_FSTYPE:-ext4}"`,
@@ -28,7 +29,8 @@ if [ -n "$STANDIN_AFTER_LVCREATE" ]; then sh -c "$STANDIN_AFTER_LVCREATE" >/dev/
 	"mountpoint": `[ -e "$S/mounted" ]`,
 	"tar":        `exec /usr/bin/tar "$@"`,
 	"zfs": `case $1 in
-snapshot) for a; do v=$a; done; touch "$S/zfs-$(echo "$v" | tr / _)" ;;
+snapshot) for a; do v=$a; done; touch "$S/zfs-$(echo "$v" | tr / _)"
+	if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi ;;
 destroy) for a; do v=$a; done; f="$S/zfs-$(echo "$v" | tr / _)"; [ -e "$f" ] || { echo "zfs: $v: no such snapshot" >&2; exit 1; }; rm "$f" ;;
 list) printf '%s\n' $STANDIN_ZFS_MOUNTS ;;
 send) echo "a zfs stream of $*" ;;
@@ -54,7 +56,7 @@ func standins(t *testing.T, path string, names ...string) (env []string, dir str
 	}
 	for _, name := range names {
 		script := "#!/bin/sh\nS=" + state + "\nprintf '%s\\n' \"" + name + " $*\" >> " + filepath.Join(dir, "calls") + "\n" +
-			"case \" $STANDIN_FAIL \" in *\" " + name + " \"*) echo \"" + name + ": failing, as told\" >&2; exit 1;; esac\n" +
+			"case \" $STANDIN_FAIL \" in *\" " + name + " \"*|*\" " + name + ":$1 \"*) echo \"" + name + ": failing, as told\" >&2; exit 1;; esac\n" +
 			standinScripts[name] + "\n"
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
