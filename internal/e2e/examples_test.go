@@ -436,3 +436,50 @@ func TestZFSControlFlow(t *testing.T) {
 		})
 	}
 }
+
+// TestAWSEBSControlFlow runs examples/aws-ebs-backup.sh as shipped against
+// a real cluster, with a stand-in for the AWS CLI: a control-flow test, not
+// an AWS test. Snapshots are tagged with their label and kept KEEP deep by
+// the prune, which finds them by that tag; a backup that fails after its
+// snapshot leaves none.
+func TestAWSEBSControlFlow(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	for _, tc := range []struct {
+		name            string
+		env             []string
+		nights, code    int
+		snapshots, kept int
+	}{
+		{"three nights keeping two", nil, 3, 0, 2, 2},
+		{"create-snapshot fails", []string{"STANDIN_FAIL=aws:ec2"}, 1, 4, 0, 0},
+		{"the backup fails after create-snapshot", []string{"STANDIN_AFTER_CREATE=" + killBackups(t, c)}, 1, 1, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := filepath.Join(t.TempDir(), "staging")
+			env, dir := standins(t, toolPath(t), "aws")
+			env = append(append(append(env, c.Env()...), tc.env...), "VOLUME_ID=vol-test", "PGDATA_MOUNT="+filepath.Dir(c.PGData),
+				"STAGING="+st, "KEEP=2", "S3_URI=s3://bucket/pg")
+			for range tc.nights {
+				if code, out := runScript(t, env, "aws-ebs-backup.sh"); code != tc.code {
+					t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
+				}
+			}
+			left, labels := leftovers(t, dir), completeLabels(t, st)
+			if len(left) != tc.snapshots || len(labels) != tc.kept {
+				t.Fatalf("snapshots %v, backups %v", left, labels)
+			}
+			for _, l := range labels {
+				if !slices.Contains(left, "aws-"+l) {
+					t.Errorf("backup %s has no snapshot: %v", l, left)
+				}
+			}
+			log := calls(t, dir)
+			if !slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "aws ec2 create-snapshot --volume-id vol-test ") }) {
+				t.Errorf("calls: %q", log)
+			}
+			if tc.code == 0 && !slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "aws s3 cp --quiet --recursive ") }) {
+				t.Errorf("the staged files were not copied to S3: %q", log)
+			}
+		})
+	}
+}

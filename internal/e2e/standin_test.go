@@ -35,10 +35,12 @@ destroy) for a; do v=$a; done; f="$S/zfs-$(echo "$v" | tr / _)"; [ -e "$f" ] || 
 list) printf '%s\n' $STANDIN_ZFS_MOUNTS ;;
 send) echo "a zfs stream of $*" ;;
 esac`,
-	"aws": `case "$1 $2" in
-"ec2 create-snapshot") echo snap-0123456789abcdef0; touch "$S/aws-snap-0123456789abcdef0" ;;
-"ec2 delete-snapshot") for a; do v=$a; done; rm "$S/aws-$v" ;;
-"ec2 wait") ;;
+	"aws": `label() { for a; do case $a in *Value=*) v=${a##*Value=}; echo "${v%%\}*}";; *Values=*) echo "${a##*Values=}";; esac; done; }
+case "$1 $2" in
+"ec2 create-snapshot") l=$(label "$@"); touch "$S/aws-$l"; echo "snap-$l"
+	if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi ;;
+"ec2 describe-snapshots") l=$(label "$@"); if [ -e "$S/aws-$l" ]; then echo "snap-$l"; fi ;;
+"ec2 delete-snapshot") for a; do v=$a; done; rm "$S/aws-${v#snap-}" ;;
 esac`,
 }
 
