@@ -16,6 +16,7 @@ command -v ip >/dev/null || need+=(iproute2)          # network namespaces for t
 [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)       # a transaction-pooling proxy for the check tests
 command -v restic >/dev/null || need+=(restic)        # the restic example ships to a local repository
 command -v borg >/dev/null || need+=(borgbackup)      # the borg example too
+command -v systemd-analyze >/dev/null || need+=(systemd) # the example units are verified
 command -v zsh >/dev/null || need+=(zsh)              # the zsh completion script is run by a test
 
 if ((${#need[@]})); then

@@ -483,3 +483,90 @@ func TestAWSEBSControlFlow(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleSystemd checks every unit under examples/systemd with
+// systemd-analyze verify (the templates as an instance), and runs the
+// ExecStart lines as systemd would split them: the single-cluster service's
+// against a btrfs cluster, the template's with an instance config. The
+// paths are moved to the test's; the hardening is systemd's to apply, and
+// no systemd runs here.
+func TestExampleSystemd(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Fatal("systemd-analyze not found: install Debian's systemd (scripts/install-deps.sh does)")
+	}
+	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st, conf := filepath.Join(t.TempDir(), "pg"), t.TempDir()
+	moved := strings.NewReplacer("/usr/local/bin/pgfbb-wrap", toolBin, "/srv/pgdata", b.c.PGData, "/srv/snapshots", b.snaps,
+		"/var/backups/pg", st, "/etc/pgfbb-wrap", conf)
+	units := t.TempDir()
+	var files []string
+	for _, name := range []string{"pgfbb-backup.service", "pgfbb-backup.timer", "pgfbb-wrap@.service", "pgfbb-wrap@.timer"} {
+		data, err := os.ReadFile(example("systemd/" + name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(units, strings.Replace(name, "@.", "@main.", 1))
+		if err := os.WriteFile(p, []byte(moved.Replace(string(data))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	out, err := exec.Command("systemd-analyze", append([]string{"verify"}, files...)...).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "pgfbb") {
+			t.Errorf("systemd-analyze verify: %s", l)
+		}
+	}
+	if err != nil {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	run := func(unit string, env ...string) {
+		t.Helper()
+		argv := execStart(t, filepath.Join(units, unit))
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(append(os.Environ(), b.c.Env()...), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s's ExecStart %q: %v\n%s", unit, argv, err, out)
+		}
+	}
+	run("pgfbb-backup.service", "PGFBB_FAST=true") // not a spread checkpoint of pgbench's writes: a minute
+	labels := completeLabels(t, st)
+	if len(labels) != 1 {
+		t.Fatalf("backups after pgfbb-backup.service: %v", labels)
+	}
+	b.restoreAndCheck(t, filepath.Join(b.snaps, labels[0]), filepath.Join(st, labels[0]))
+
+	metrics := filepath.Join(t.TempDir(), "pgfbb.prom")
+	config := "staging: " + filepath.Join(t.TempDir(), "main") + "\nfast: true\ncommand: \"true\"\nmetrics-file: " + metrics + "\n"
+	if err := os.WriteFile(filepath.Join(conf, "main.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("pgfbb-wrap@main.service")
+	if data, _ := os.ReadFile(metrics); !strings.Contains(string(data), `pgfbb_last_exit_code{cluster="main"} 0`) {
+		t.Errorf("the instance's metrics:\n%s", data)
+	}
+}
+
+// execStart is a unit's ExecStart split as systemd splits it: lines joined
+// at a trailing backslash, %i the instance, $$ a dollar, quotes as a shell's.
+func execStart(t *testing.T, unit string) []string {
+	t.Helper()
+	data, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(data), "\\\n", " ")
+	instance, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(unit), "pgfbb-wrap@"), ".")
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			argv, err := shellquote.Split(strings.NewReplacer("%i", instance, "$$", "$").Replace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return argv
+		}
+	}
+	t.Fatalf("%s has no ExecStart", unit)
+	return nil
+}
