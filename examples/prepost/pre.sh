@@ -13,4 +13,5 @@ set -euo pipefail
 : "${HOLD_TIMEOUT:=2h}"                        # longer than the snapshot can take
 export PGFBB_STAGING PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
+install -d -m 0700 "$PGFBB_STAGING" # parents too, on a host's first run
 exec pgfbb-wrap pre --label "$LABEL" --fast --hold-timeout "$HOLD_TIMEOUT"

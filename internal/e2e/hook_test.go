@@ -90,7 +90,7 @@ func TestHookRestore(t *testing.T) {
 func hookRestore(t *testing.T, in pgtest.Install) {
 	b := newBench(t, in, pgtest.Options{})
 	stop := b.load(t, 400*time.Millisecond)
-	staging := filepath.Join(t.TempDir(), "staging")
+	staging := filepath.Join(t.TempDir(), "var", "backups", "pg", "staging") // as on a fresh host: no parents yet
 	killHolders(t, staging)
 
 	// The example hooks, run as a hook runner would: pre, the snapshot and
