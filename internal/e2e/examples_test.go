@@ -15,6 +15,7 @@ import (
 	"github.com/pgfbb/pgfbb-wrap/internal/btrfstest"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 	"github.com/pgfbb/pgfbb-wrap/staged"
+	"gopkg.in/yaml.v3"
 )
 
 // The tests of this file run the files under examples/ as shipped: a
@@ -569,4 +570,71 @@ func execStart(t *testing.T, unit string) []string {
 	}
 	t.Fatalf("%s has no ExecStart", unit)
 	return nil
+}
+
+// TestVeleroControlFlow runs the hooks of examples/prepost/velero-annotations.yaml
+// as Velero would (their argv, as exec), around a btrfs snapshot of the
+// data volume in place of the CSI snapshot, with a stand-in for the AWS CLI:
+// a control-flow test, not a Velero test. The backup's label and WAL leave
+// with its own post hook, and the restore the file's comment describes
+// (the label from the volume, the files from S3) recovers.
+func TestVeleroControlFlow(t *testing.T) {
+	b := newBenchAt(t, pgtest.DefaultInstall(t), pgtest.Options{}, "vol/pgdata")
+	vol := filepath.Dir(b.c.PGData)
+	data, err := os.ReadFile(example("prepost/velero-annotations.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod struct {
+		Metadata struct{ Annotations map[string]string }
+	}
+	if err := yaml.Unmarshal(data, &pod); err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.NewReplacer("/var/lib/postgresql/data", vol, "/usr/local/bin/pgfbb-wrap", toolBin)
+	env, dir := standins(t, os.Getenv("PATH"), "aws")
+	env = append(env, b.c.Env()...)
+	hook := func(when string) {
+		t.Helper()
+		var argv []string
+		if err := json.Unmarshal([]byte(moved.Replace(pod.Metadata.Annotations[when+".hook.backup.velero.io/command"])), &argv); err != nil {
+			t.Fatalf("%s hook: %v", when, err)
+		}
+		// In the pod, as the container's user, who owns the volume.
+		cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--"}, argv...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s hook %q:\n%s", when, argv, out)
+		if err != nil {
+			t.Fatalf("%s hook: %v", when, err)
+		}
+	}
+	killHolders(t, filepath.Join(vol, "staging"))
+	stop := b.load(t, 300*time.Millisecond)
+	hook("pre")
+	time.Sleep(time.Second)
+	csi := filepath.Join(b.snaps, "csi")
+	btrfstest.Snapshot(t, vol, csi, true)
+	hook("post")
+	stop()
+
+	if left := completeLabels(t, filepath.Join(vol, "staging")); len(left) > 0 {
+		t.Errorf("staged backups left on the volume: %v", left)
+	}
+	uploaded, _ := filepath.Glob(filepath.Join(s3(dir), "backups", "pg", "*"))
+	states, _ := filepath.Glob(filepath.Join(csi, "staging", ".pgfbb-run", "*.state"))
+	if len(uploaded) != 1 || len(states) != 1 || filepath.Base(uploaded[0])+".state" != filepath.Base(states[0]) {
+		t.Fatalf("uploaded %v, states on the volume snapshot %v: want the one label", uploaded, states)
+	}
+
+	// The restore, as the file's comment says.
+	restored := filepath.Join(b.fs.Mount, "restored")
+	btrfstest.Snapshot(t, csi, restored, false)
+	label := strings.TrimSuffix(filepath.Base(states[0]), ".state")
+	stagedDir := filepath.Join(restored, "staging", label)
+	if out, err := exec.Command("cp", "-a", uploaded[0], stagedDir).CombinedOutput(); err != nil {
+		t.Fatalf("fetch from s3: %v %s", err, out)
+	}
+	runTool(t, nil, "restore", "--staged", stagedDir, "--pgdata", filepath.Join(restored, "pgdata")).want(t, 0)
+	b.checkRestored(t, filepath.Join(restored, "pgdata"), stagedDir)
 }

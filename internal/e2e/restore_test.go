@@ -152,10 +152,20 @@ type bench struct {
 }
 
 func newBench(t *testing.T, in pgtest.Install, opts pgtest.Options) *bench {
+	return newBenchAt(t, in, opts, "pgdata")
+}
+
+// newBenchAt is newBench with the data directory at rel in the mount: a
+// subvolume of its own, or, as "vol/pgdata", a directory in subvolume vol.
+func newBenchAt(t *testing.T, in pgtest.Install, opts pgtest.Options, rel string) *bench {
 	t.Helper()
 	fs := btrfstest.New(t, 4<<30) // sparse; small btrfs file systems run out of metadata space early
-	pgdata := fs.Subvolume(t, "pgdata")
+	vol, _, nested := strings.Cut(rel, "/")
+	pgdata := fs.Subvolume(t, vol)
 	pgtest.Chown(t, pgdata)
+	if nested {
+		pgdata = filepath.Join(fs.Mount, rel)
+	}
 	snaps := filepath.Join(fs.Mount, "snaps")
 	if err := os.Mkdir(snaps, 0o755); err != nil {
 		t.Fatal(err)

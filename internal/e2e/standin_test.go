@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 )
 
 // Stand-ins replace, on PATH, the tools of volume managers these machines
@@ -41,21 +43,24 @@ case "$1 $2" in
 	if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi ;;
 "ec2 describe-snapshots") l=$(label "$@"); if [ -e "$S/aws-$l" ]; then echo "snap-$l"; fi ;;
 "ec2 delete-snapshot") for a; do v=$a; done; rm "$S/aws-${v#snap-}" ;;
+"s3 cp") for a; do src=$dst; dst=$a; done; case $dst in s3://*) d="$S/../s3/${dst#s3://}"; mkdir -p "$d"; cp -r "$src/." "$d" ;; esac ;;
 esac`,
 }
 
-// standins puts stand-ins for names first on path and returns the
+// standins puts stand-ins for names first on path (the postgres user
+// may run them) and returns the
 // environment that goes with them and the directory of their calls log
 // and state.
 func standins(t *testing.T, path string, names ...string) (env []string, dir string) {
 	t.Helper()
-	dir = t.TempDir()
+	dir = pgtest.TempDir(t) // the postgres user may run them too
 	bin, state := filepath.Join(dir, "bin"), filepath.Join(dir, "state")
 	for _, d := range []string{bin, state} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	pgtest.Chown(t, state)
 	for _, name := range names {
 		script := "#!/bin/sh\nS=" + state + "\nprintf '%s\\n' \"" + name + " $*\" >> " + filepath.Join(dir, "calls") + "\n" +
 			"case \" $STANDIN_FAIL \" in *\" " + name + " \"*|*\" " + name + ":$1 \"*) echo \"" + name + ": failing, as told\" >&2; exit 1;; esac\n" +
@@ -66,6 +71,9 @@ func standins(t *testing.T, path string, names ...string) (env []string, dir str
 	}
 	return []string{"PATH=" + bin + ":" + path}, dir
 }
+
+// s3 is where the aws stand-in's "s3 cp" puts what it uploads, by key.
+func s3(dir string) string { return filepath.Join(dir, "s3") }
 
 // calls are the stand-ins' calls so far, one line each.
 func calls(t *testing.T, dir string) []string {
