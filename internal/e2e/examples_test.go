@@ -194,7 +194,7 @@ func TestExampleRestic(t *testing.T) {
 			t.Fatal(err)
 		}
 		return len(snaps)
-	}, 1) // forget's rules all keep the newest
+	}, 1, "RESTIC_PASSWORD=wrong") // forget's rules all keep the newest
 }
 
 func restic(t *testing.T, env []string, args ...string) string {
@@ -236,18 +236,19 @@ func TestExampleBorg(t *testing.T) {
 	}
 	borg("init", "--encryption=repokey")
 	// prune's weekly rule keeps the newest of those the daily rule left.
-	testShipping(t, "borg-backup.sh", env, func() int { return len(strings.Fields(borg("list", "--short"))) }, 2)
+	testShipping(t, "borg-backup.sh", env, func() int { return len(strings.Fields(borg("list", "--short"))) }, 2, "BORG_PASSPHRASE=wrong")
 	if data, _ := os.ReadFile(calls); strings.Count(string(data), "compact\n") != 3 {
 		t.Errorf("borg subcommands run: %q, want compact after every prune", data)
 	}
 }
 
 // testShipping runs a shipping example three times, the last under load,
+// then once with failShip added to env,
 // with env (the repository's) added; count says how many backups the
 // repository holds, kept how many retention should keep of three taken in
 // one day. No local copy is left, and the README's restore steps for the tool, run with
 // the test's paths, give a data directory that recovers.
-func testShipping(t *testing.T, script string, env []string, count func() int, kept int) {
+func testShipping(t *testing.T, script string, env []string, count func() int, kept int, failShip string) {
 	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
 	st := filepath.Join(t.TempDir(), "var", "backups", "pg")
 	path := toolPath(t)
@@ -265,6 +266,12 @@ func testShipping(t *testing.T, script string, env []string, count func() int, k
 		if code != 0 {
 			t.Fatalf("night %d: exit %d:\n%s", night, code, out)
 		}
+	}
+	// A night whose shipping fails (failShip breaks the repository's
+	// password) fails, and still leaves no local copy: the cleanup is set
+	// before the backup.
+	if code, out := runScript(t, append(env, failShip), script); code == 0 {
+		t.Errorf("a night whose shipping failed: exit 0\n%s", out)
 	}
 	if n := count(); n != kept {
 		t.Errorf("the repository holds %d backups after retention, want %d", n, kept)
@@ -505,6 +512,10 @@ func TestExampleSystemd(t *testing.T) {
 		data, err := os.ReadFile(example("systemd/" + name))
 		if err != nil {
 			t.Fatal(err)
+		}
+		// A cluster stopped on purpose must stay stopped: After= only.
+		if strings.Contains(string(data), "Wants=postgresql") || strings.Contains(string(data), "Requires=postgresql") {
+			t.Errorf("%s pulls in postgresql.service", name)
 		}
 		p := filepath.Join(units, strings.Replace(name, "@.", "@main.", 1))
 		if err := os.WriteFile(p, []byte(moved.Replace(string(data))), 0o644); err != nil {
