@@ -60,11 +60,13 @@ func pruneCommand(command []string) *cli.Command {
 			"runs are removed too. The delete command goes after -- or in --delete-command:\n" +
 			"   pgfbb-wrap prune --staging DIR --keep-last 7 -- btrfs subvolume delete '/snap/${PGFBB_LABEL}'",
 		Flags: append([]cli.Flag{stagingFlag, runDirFlag,
-			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"}}, append(keepFlags(),
+			&cli.DurationFlag{Name: "timeout", Usage: "stop a delete command after `DURATION` (0: no limit)"},
+			&cli.StringFlag{Name: "cluster", Usage: "prune the backups of the cluster with this system `IDENTIFIER` only " +
+				"(needed when the staging directory holds several clusters' backups)"}}, append(keepFlags(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"}, quietFlag)...),
 		Action: func(c *cli.Context) error {
 			o := prune.Options{Staging: c.String("staging"), DryRun: c.Bool("dry-run"), Timeout: c.Duration("timeout"),
-				Policy:        prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
+				Policy:        prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"), Cluster: c.String("cluster")},
 				DeleteCommand: command,
 				Log:           func(format string, args ...any) { fmt.Fprintf(c.App.Writer, format+"\n", args...) }}
 			err := pruneUsage(c, &o)
@@ -86,6 +88,9 @@ func pruneCommand(command []string) *cli.Command {
 					}
 				}
 				fmt.Fprintf(c.App.Writer, "kept %d: %s\n", len(res.Kept), strings.Join(res.Kept, " "))
+			}
+			if errors.Is(err, prune.ErrSeveralClusters) {
+				err = backup.UsageError(err)
 			}
 			if err != nil {
 				return report(c.App.ErrWriter, err)

@@ -124,7 +124,9 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 			rep, err := backup.Run(c.Context, opts)
 			err = deleteFailedSnapshot(c.Context, c, del, rep, err)
 			if err == nil && after != nil {
-				after.Policy.Protect = rep.Label // a default label may have moved on
+				// This cluster's backups only, under this run's rule and
+				// delete command; a default label may have moved on.
+				after.Policy.Protect, after.Policy.Cluster = rep.Label, strconv.FormatUint(rep.SystemID, 10)
 				// A prune that fails leaves the disk to fill: the run
 				// fails, and its one report says the backup is there.
 				if _, perr := prune.Run(c.Context, *after); perr != nil {

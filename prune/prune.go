@@ -7,9 +7,12 @@ package prune
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -26,6 +29,9 @@ type Policy struct {
 	KeepWithin time.Duration
 	// Protect is a label never removed: the backup a run just made.
 	Protect string
+	// Cluster, a system identifier, limits the policy to that cluster's
+	// backups: the rule and the delete command are one cluster's.
+	Cluster string
 }
 
 // futureSlack is how far a start time may lie ahead of the clock before
@@ -42,7 +48,7 @@ const futureSlack = time.Hour
 func (p Policy) Decide(entries []staged.Entry, now time.Time) (keep, remove []staged.Entry) {
 	seen := map[string]int{} // complete backups counted, by cluster
 	for _, e := range entries {
-		if e.State != staged.StateComplete {
+		if e.State != staged.StateComplete || p.Cluster != "" && e.Manifest.SystemIdentifier != p.Cluster {
 			continue
 		}
 		if e.Time.After(now.Add(futureSlack)) {
@@ -59,6 +65,22 @@ func (p Policy) Decide(entries []staged.Entry, now time.Time) (keep, remove []st
 		}
 	}
 	return keep, remove
+}
+
+// ErrSeveralClusters refuses a prune of a staging directory shared by
+// clusters without saying which one.
+var ErrSeveralClusters = errors.New("several clusters")
+
+// Clusters lists the system identifiers of the complete backups in entries.
+func Clusters(entries []staged.Entry) []string {
+	var ids []string
+	for _, e := range entries {
+		if e.State == staged.StateComplete && !slices.Contains(ids, e.Manifest.SystemIdentifier) {
+			ids = append(ids, e.Manifest.SystemIdentifier)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // Options configure one prune.
@@ -101,6 +123,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	entries, err := staged.List(root)
 	if err != nil {
 		return nil, err
+	}
+	if o.Policy.Cluster == "" {
+		if clusters := Clusters(entries); len(clusters) > 1 {
+			return nil, fmt.Errorf("%w: the staging directory holds backups of clusters %s; a keep rule and a delete command "+
+				"are one cluster's: give --cluster", ErrSeveralClusters, strings.Join(clusters, ", "))
+		}
 	}
 	keep, remove := o.Policy.Decide(entries, time.Now())
 	res := &Result{}

@@ -123,7 +123,9 @@ func TestListAndPrune(t *testing.T) {
 		// change nothing for this cluster's newest.
 		forgeManifest(t, filepath.Join(st, "b4"), func(m *staged.Manifest) { m.StartedAt = m.StartedAt.AddDate(70, 0, 0); m.StoppedAt = m.StartedAt })
 		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--staged-only", "--dry-run").want(t, 0, "kept 2: b4 b5")
+		sysid := readManifest(t, filepath.Join(st, "b5")).SystemIdentifier
 		forgeManifest(t, filepath.Join(st, "b5"), func(m *staged.Manifest) { m.SystemIdentifier = "1" })
+		runTool(t, nil, "prune", "--staging", st, "--cluster", sysid, "--keep-last", "1", "--staged-only", "--dry-run").want(t, 0, "kept 1: b4")
 		runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", "b6", "--fast", "--keep-last", "1",
 			"--delete-command", "btrfs subvolume delete " + b.snaps + "/${PGFBB_LABEL}"}, snapshot...)...).want(t, 0)
 		for _, kept := range []string{"b4", "b5", "b6"} {
@@ -154,7 +156,8 @@ func TestListAndPrune(t *testing.T) {
 	})
 	t.Run("two prunes at once run each delete command once", func(t *testing.T) {
 		log := filepath.Join(t.TempDir(), "deleted")
-		args := []string{"prune", "--staging", st, "--keep-last", "1", "--", "sh", "-c", "echo ${PGFBB_LABEL} >> " + log + "; sleep 1"}
+		args := []string{"prune", "--staging", st, "--cluster", readManifest(t, filepath.Join(st, "b6")).SystemIdentifier, "--keep-last", "1",
+			"--", "sh", "-c", "echo ${PGFBB_LABEL} >> " + log + "; sleep 1"}
 		a, _ := tool(nil, args...)
 		if err := a.Start(); err != nil {
 			t.Fatal(err)
@@ -166,6 +169,20 @@ func TestListAndPrune(t *testing.T) {
 		if data, _ := os.ReadFile(log); string(data) != "b6\n" {
 			t.Errorf("delete commands run: %q, want b6 once", data)
 		}
+	})
+	// Clusters share a staging directory; a backup's prune applies its
+	// rule and its delete command to its own cluster's backups only.
+	t.Run("the wrapper prunes its own cluster only", func(t *testing.T) {
+		forgeManifest(t, filepath.Join(st, "b7"), func(m *staged.Manifest) { m.SystemIdentifier = "1" }) // cluster 1: b5, b7
+		log := filepath.Join(t.TempDir(), "deleted")
+		runTool(t, b.c.Env(), append([]string{"--staging", st, "--label", "b8", "--fast", "--keep-last", "1",
+			"--delete-command", "sh -c 'echo ${PGFBB_LABEL} >> " + log + "'"}, snapshot...)...).want(t, 0)
+		if data, _ := os.ReadFile(log); len(data) > 0 || !exists(filepath.Join(st, "b5")) || !exists(filepath.Join(st, "b7")) {
+			t.Errorf("another cluster's backups pruned: delete commands %q", data)
+		}
+		runTool(t, nil, "prune", "--staging", st, "--keep-last", "1", "--staged-only", "--dry-run").want(t, 2, "holds backups of clusters 1, ")
+		runTool(t, nil, "prune", "--staging", st, "--cluster", "1", "--keep-last", "1", "--staged-only", "--dry-run").
+			want(t, 0, "would remove b5")
 	})
 	// A backup that fails after its snapshot was taken (here: its session
 	// is terminated while the command runs) publishes nothing, so no prune
