@@ -41,7 +41,10 @@ func wrapperPrune(c *cli.Context, label string) (*prune.Options, error) {
 	o := &prune.Options{Staging: c.String("staging"), Policy: prune.Policy{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"),
 		Protect: label},
 		Log: func(format string, args ...any) {
-			fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: prune: "+format+"\n", args...)
+			// Silent in cron, like the backup before it; failures are errors.
+			if c.Bool("verbose") {
+				fmt.Fprintf(c.App.ErrWriter, "pgfbb-wrap: prune: "+format+"\n", args...)
+			}
 		}}
 	if err := pruneUsage(c, o); err != nil {
 		return nil, backup.UsageError(err)

@@ -14,6 +14,9 @@
 # Settings come from the environment, with the defaults below; the AWS CLI's
 # own (AWS_PROFILE, AWS_REGION, ...) and pgfbb-wrap's PGFBB_* pass through.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin,
+# the volume tools in /sbin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # The prune's delete command: this script, called with "delete LABEL".
 if [ "${1:-}" = delete ]; then
@@ -33,7 +36,14 @@ export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}" S3_U
 
 install -d -m 0700 "$STAGING"
 label=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)-$$
-self=$(printf %q "$(realpath "$0")")
+# The delete command is one string, split like a shell would: single quotes.
+quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+self=$(quote "$(realpath "$0")")
+
+# create-snapshot may have made the snapshot and still fail (a timeout, a
+# signal): a run that publishes nothing deletes its snapshot by its tag.
+trap 'rc=$?; [ -d "$STAGING/$label" ] || "$(realpath "$0")" delete "$label" ||
+	echo "aws-ebs-backup: delete the snapshot tagged pgfbb-label=$label by hand" >&2; exit $rc' EXIT
 
 pgfbb-wrap --staging "$STAGING" --label "$label" --covers "$PGDATA_MOUNT" --timeout 5m \
 	--keep-last "$KEEP" --delete-command "$self delete \${PGFBB_LABEL}" -- \

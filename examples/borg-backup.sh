@@ -7,11 +7,15 @@
 # Settings come from the environment, with the defaults below: borg's own
 # (BORG_REPO, BORG_PASSCOMMAND, ...) and pgfbb-wrap's PGFBB_* pass through.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin,
+# the volume tools in /sbin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${PGDATA_SUBVOL:=/srv/pgdata}"                   # the subvolume that holds the whole cluster
 : "${SNAPDIR:=/srv/snapshots}"                       # on the same btrfs file system
 : "${STAGING:=/var/backups/pg}"                      # label and WAL until they are shipped
-: "${BORG_PREFIX:=pgfbb-}"                           # archive names: one prefix per cluster sharing a repository
+: "${BORG_PREFIX:=pgfbb-}"                           # archive names: a prefix per cluster sharing a repository,
+                                                     # none the start of another ("pgfbb-" and "pgfbb-reports-")
 : "${BORG_KEEP:=--keep-daily 7 --keep-weekly 4}"   # borg prune's policy
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
@@ -19,7 +23,9 @@ install -d -m 0700 "$STAGING"
 mkdir -p "$SNAPDIR"
 # A label of this run alone ($$): the cleanup below removes nothing of another.
 label=$BORG_PREFIX$(date -u +%Y%m%dT%H%M%SZ)-$$
-snapdir=$(printf %q "$SNAPDIR")
+# The delete command is one string, split like a shell would: single quotes.
+quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+snapdir=$(quote "$SNAPDIR")
 
 # Set before the backup: whatever happens later, this run leaves no local
 # copy behind. (A backup that fails after its snapshot has it deleted by
@@ -35,7 +41,9 @@ pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
 
 borg create --compression zstd "::$label" "$SNAPDIR/$label" "$STAGING/$label"
+# The label after the prefix starts with its date: another cluster's prefix
+# that merely starts with this one ("pgfbb-reports-") does not match.
 # shellcheck disable=SC2086 # BORG_KEEP is a list of options
-borg prune --glob-archives "$BORG_PREFIX*" $BORG_KEEP
+borg prune --glob-archives "$BORG_PREFIX[0-9]*" $BORG_KEEP
 # borg 1.2 frees the space of pruned archives only here.
 borg compact

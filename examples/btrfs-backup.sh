@@ -7,6 +7,9 @@
 # Settings come from the environment, with the defaults below; pgfbb-wrap's
 # own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin,
+# the volume tools in /sbin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${PGDATA_SUBVOL:=/srv/pgdata}" # the subvolume that holds the whole cluster
 : "${SNAPDIR:=/srv/snapshots}"     # on the same btrfs file system
@@ -16,10 +19,12 @@ export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
 mkdir -p "$SNAPDIR"
-snapdir=$(printf %q "$SNAPDIR") # the delete command is one string, split like a shell would
+# The delete command is one string, split like a shell would: single quotes.
+quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+snapdir=$(quote "$SNAPDIR")
 
 # --covers: refuse to back up once pg_wal or a tablespace lives outside the
 # snapshotted subvolume (the snapshot would silently miss it).
 exec pgfbb-wrap --staging "$STAGING" --fast --covers "$PGDATA_SUBVOL" \
 	--keep-last "$KEEP" --delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
-	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/\${PGFBB_LABEL}"
+	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/\${PGFBB_LABEL}" >/dev/null

@@ -6,6 +6,9 @@
 # Settings come from the environment, with the defaults below; pgfbb-wrap's
 # own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin,
+# the volume tools in /sbin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${VG:=vg0}"                              # the volume group
 : "${LV:=pgdata}"                           # the logical volume of the cluster
@@ -13,20 +16,24 @@ set -euo pipefail
 : "${LV_MOUNT:=/var/lib/postgresql}"        # where /dev/$VG/$LV is mounted: all of the cluster must be on it
 : "${STAGING:=/var/backups/pg/staging}"     # label and WAL until they are archived
 : "${ARCHIVE:=/var/backups/pg/archive}"     # one tar per backup
-: "${MNT:=/mnt/pgsnap}"                     # where the snapshot is mounted to be archived
+: "${MNT_BASE:=/mnt}"                        # each run mounts its snapshot in a directory of its own here
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
-mkdir -p "$MNT" "$ARCHIVE"
+mkdir -p "$MNT_BASE" "$ARCHIVE"
 # A label of this run alone ($$): the cleanup below removes nothing of another.
 label=nightly-$(date -u +%Y%m%dT%H%M%SZ)-$$
 snap=pgsnap-$label
+mnt=$MNT_BASE/$snap
 
 # Set before the backup, so that no failure leaves the snapshot mounted or
 # in the volume group (a full snapshot volume is invalidated, and a forgotten
 # one slows every write to the origin).
+# Every step is tried, whatever failed before it: set -e ends a trap too.
 cleanup() {
-	if mountpoint -q "$MNT"; then umount "$MNT"; fi
+	set +e
+	if mountpoint -q "$mnt"; then umount "$mnt" || umount -l "$mnt"; fi
+	rmdir "$mnt" 2>/dev/null
 	if lvs "$VG/$snap" >/dev/null 2>&1; then lvremove -y "$VG/$snap" >/dev/null; fi
 	rm -rf "${STAGING:?}/$label" "$ARCHIVE/$label.tar.partial"
 }
@@ -39,6 +46,7 @@ pgfbb-wrap --staging "$STAGING" --label "$label" --timeout 10m --covers "$LV_MOU
 # XFS refuses to mount a snapshot beside its origin, same UUID, without nouuid.
 opts=ro
 if [ "$(blkid -o value -s TYPE "/dev/$VG/$snap")" = xfs ]; then opts=ro,nouuid; fi
-mount -o "$opts" "/dev/$VG/$snap" "$MNT"
-tar -C / -cf "$ARCHIVE/$label.tar.partial" "${MNT#/}" "${STAGING#/}/$label"
+mkdir "$mnt"
+mount -o "$opts" "/dev/$VG/$snap" "$mnt"
+tar -C / -cf "$ARCHIVE/$label.tar.partial" "${mnt#/}" "${STAGING#/}/$label"
 mv "$ARCHIVE/$label.tar.partial" "$ARCHIVE/$label.tar"

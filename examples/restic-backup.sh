@@ -8,6 +8,9 @@
 # (RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE, ...) and pgfbb-wrap's PGFBB_*
 # pass through.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin,
+# the volume tools in /sbin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${PGDATA_SUBVOL:=/srv/pgdata}"                   # the subvolume that holds the whole cluster
 : "${SNAPDIR:=/srv/snapshots}"                       # on the same btrfs file system
@@ -20,7 +23,9 @@ install -d -m 0700 "$STAGING"
 mkdir -p "$SNAPDIR"
 # A label of this run alone ($$): the cleanup below removes nothing of another.
 label=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)-$$
-snapdir=$(printf %q "$SNAPDIR")
+# The delete command is one string, split like a shell would: single quotes.
+quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+snapdir=$(quote "$SNAPDIR")
 
 # Set before the backup: whatever happens later, this run leaves no local
 # copy behind. (A backup that fails after its snapshot has it deleted by

@@ -8,6 +8,9 @@
 # Settings come from the environment, with the defaults below; pgfbb-wrap's
 # own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin,
+# the volume tools in /sbin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${DATASET:=tank/pgdata}"       # the cluster's dataset; its children are snapshotted with it
 : "${STAGING:=/var/backups/pg}"   # label and WAL, a directory per backup (not on $DATASET)

@@ -111,9 +111,9 @@ func TestExampleBtrfs(t *testing.T) {
 
 // TestExampleCron runs the line of examples/cron/pgfbb-backup as cron
 // would: its variables as written, through sh -c, with cron's minimal
-// environment. Only the paths are moved to the test's (the snapshot
-// directories, the staging directory, the installed binary) and the
-// connection to the test's cluster.
+// environment, two nights keeping one. Only the paths are moved to the
+// test's (the snapshot directories, the staging directory, the installed
+// binary), the connection to the test's cluster, and PGFBB_KEEP_LAST to 1.
 func TestExampleCron(t *testing.T) {
 	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
 	st := filepath.Join(t.TempDir(), "pg")
@@ -137,12 +137,17 @@ func TestExampleCron(t *testing.T) {
 			t.Fatalf("the cron line: %v; cron would mail:\n%s", err, out)
 		}
 	}
+	// Two nights keeping one: the second prunes the first, and cron still
+	// has nothing to mail.
+	env = append(env, "PGFBB_KEEP_LAST=1")
+	run()
+	time.Sleep(1100 * time.Millisecond) // distinct default labels
 	stop := b.load(t, 300*time.Millisecond)
 	run()
 	stop()
 	labels := completeLabels(t, st)
-	if len(labels) != 1 {
-		t.Fatalf("backups after the cron line: %v", labels)
+	if snaps, _ := os.ReadDir(b.snaps); len(labels) != 1 || len(snaps) != 1 {
+		t.Fatalf("backups after two nights keeping one: %v, snapshots %v", labels, snaps)
 	}
 	b.restoreAndCheck(t, filepath.Join(b.snaps, labels[0]), filepath.Join(st, labels[0]))
 }
@@ -334,13 +339,15 @@ func TestLVMControlFlow(t *testing.T) {
 		{"the backup fails after lvcreate", []string{"STANDIN_AFTER_CREATE=" + kill}, 1, ""},
 		{"mount fails", []string{"STANDIN_FAIL=mount"}, 1, "ro"},
 		{"tar fails", []string{"STANDIN_FAIL=tar"}, 1, "ro"},
+		// The lazy unmount fails too: the mount stays, never the volume.
+		{"umount fails", []string{"STANDIN_FAIL=umount"}, 0, "ro"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			archive, st, mnt := filepath.Join(root, "archive"), filepath.Join(root, "var", "backups", "pg", "staging"), filepath.Join(root, "mnt")
+			archive, st, mnts := filepath.Join(root, "archive"), filepath.Join(root, "var", "backups", "pg", "staging"), filepath.Join(root, "mnt")
 			env, dir := standins(t, toolPath(t), "lvcreate", "lvremove", "lvs", "blkid", "mount", "umount", "mountpoint", "tar")
 			env = append(append(append(env, c.Env()...), tc.env...), "LV_MOUNT="+filepath.Dir(c.PGData), "STAGING="+st,
-				"ARCHIVE="+archive, "MNT="+mnt)
+				"ARCHIVE="+archive, "MNT_BASE="+mnts)
 			code, out := runScript(t, env, "lvm-backup.sh")
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
@@ -350,11 +357,12 @@ func TestLVMControlFlow(t *testing.T) {
 				t.Fatalf("calls: %q", log)
 			}
 			label := strings.Fields(log[0])[5][len("pgsnap-"):]
+			mnt := filepath.Join(mnts, "pgsnap-"+label) // its own: another run's mount is not its to remove
 			mounted := slices.ContainsFunc(log, func(l string) bool { return l == "mount -o "+tc.mount+" /dev/vg0/pgsnap-"+label+" "+mnt })
 			if tc.mount != "" && !mounted {
 				t.Errorf("mount -o %s of the snapshot was not called: %q", tc.mount, log)
 			}
-			if left := leftovers(t, dir); len(left) > 0 {
+			if left := leftovers(t, dir); len(left) > 0 && (tc.name != "umount fails" || !slices.Equal(left, []string{"mounted"})) {
 				t.Errorf("left behind: %v (calls %q)", left, log)
 			}
 			if left := completeLabels(t, st); len(left) > 0 {
@@ -460,6 +468,7 @@ func TestAWSEBSControlFlow(t *testing.T) {
 	}{
 		{"three nights keeping two", nil, 3, 0, 2, 2},
 		{"create-snapshot fails", []string{"STANDIN_FAIL=aws:ec2"}, 1, 4, 0, 0},
+		{"create-snapshot makes the snapshot, then fails", []string{"STANDIN_FAIL_AFTER_CREATE=1"}, 1, 4, 0, 0},
 		{"the backup fails after create-snapshot", []string{"STANDIN_AFTER_CREATE=" + killBackups(t, c)}, 1, 1, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

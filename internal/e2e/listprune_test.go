@@ -113,7 +113,7 @@ func TestListAndPrune(t *testing.T) {
 	})
 	t.Run("the wrapper prunes after a successful backup", func(t *testing.T) {
 		runTool(t, nil, "abort", "--staging", st, "--label", "held").want(t, 0) // it holds the cluster's lock
-		args := append([]string{"--staging", st, "--label", "b5", "--fast", "--keep-last", "2",
+		args := append([]string{"--staging", st, "--label", "b5", "--fast", "-v", "--keep-last", "2",
 			"--delete-command", "btrfs subvolume delete " + b.snaps + "/${PGFBB_LABEL}"}, snapshot...)
 		runTool(t, b.c.Env(), args...).want(t, 0, "prune: removed b3")
 		if exists(filepath.Join(st, "b3")) || exists(filepath.Join(b.snaps, "b3")) || !exists(filepath.Join(st, "b5")) || !exists(filepath.Join(st, "b4")) {

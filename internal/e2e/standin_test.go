@@ -40,7 +40,8 @@ esac`,
 	"aws": `label() { for a; do case $a in *Value=*) v=${a##*Value=}; echo "${v%%\}*}";; *Values=*) echo "${a##*Values=}";; esac; done; }
 case "$1 $2" in
 "ec2 create-snapshot") l=$(label "$@"); touch "$S/aws-$l"; echo "snap-$l"
-	if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi ;;
+	if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi
+	if [ -n "$STANDIN_FAIL_AFTER_CREATE" ]; then echo "aws: timed out, after it made the snapshot" >&2; exit 255; fi ;;
 "ec2 describe-snapshots") l=$(label "$@"); if [ -e "$S/aws-$l" ]; then echo "snap-$l"; fi ;;
 "ec2 delete-snapshot") for a; do v=$a; done; rm "$S/aws-${v#snap-}" ;;
 "s3 cp") for a; do src=$dst; dst=$a; done; case $dst in s3://*) d="$S/../s3/${dst#s3://}"; mkdir -p "$d"; cp -r "$src/." "$d" ;; esac ;;
