@@ -40,10 +40,11 @@ pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL
 	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
 
-borg create --compression zstd "::$label" "$SNAPDIR/$label" "$STAGING/$label"
+# Clusters sharing a repository take turns: borg waits 1 s for its lock by default.
+borg create --lock-wait 600 --compression zstd "::$label" "$SNAPDIR/$label" "$STAGING/$label"
 # The label after the prefix starts with its date: another cluster's prefix
 # that merely starts with this one ("pgfbb-reports-") does not match.
 # shellcheck disable=SC2086 # BORG_KEEP is a list of options
-borg prune --glob-archives "$BORG_PREFIX[0-9]*" $BORG_KEEP
+borg prune --lock-wait 600 --glob-archives "$BORG_PREFIX[0-9]*" $BORG_KEEP
 # borg 1.2 frees the space of pruned archives only here.
-borg compact
+borg compact --lock-wait 600
