@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +24,18 @@ func monitorFlags() []cli.Flag {
 			"(a .prom file in node_exporter's textfile directory) with the run's metrics"},
 		&cli.StringFlag{Name: "name", EnvVars: []string{"PGFBB_NAME"}, Usage: "the cluster's `NAME` in the metrics (default: its system identifier)"},
 		&cli.StringFlag{Name: "ping-url", EnvVars: []string{"PGFBB_PING_URL"}, Usage: "Healthchecks-style `URL`: pinged at URL/start, " +
-			"then URL on success or URL/fail with the report; a failed ping is only a warning"},
+			"then URL on success or URL/fail with the report; a failed ping is only a warning", Action: checkPingURL},
 	}
+}
+
+// checkPingURL refuses, at once and not as a warning each night, a ping
+// URL that could never be pinged. It names no part of it: a URL may hold
+// credentials.
+func checkPingURL(c *cli.Context, v string) error {
+	if u, err := neturl.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fail(c, backup.UsageError(errors.New("--ping-url: want an http:// or https:// URL")))
+	}
+	return nil
 }
 
 // monitoring reports one wrapped run to what the flags name.

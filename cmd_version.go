@@ -37,6 +37,9 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "print the version, commit and Go version (also --version)",
 		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return report(c.App.ErrWriter, backup.UsageError(errors.New("version takes no arguments")))
+			}
 			fmt.Fprintln(c.App.Writer, "pgfbb-wrap", c.App.Version)
 			return nil
 		},

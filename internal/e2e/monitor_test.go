@@ -205,6 +205,12 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("post after pre with --metrics-file left the last success at %q", after)
 	}
 
+	// A ping URL that could never be pinged is refused at once, unquoted.
+	if r := runTool(t, c.Env(), "--ping-url", "ftp://u:secret@x", "--staging", st, "--", "true"); r.code != 2 ||
+		!strings.Contains(r.stderr, "want an http:// or https:// URL") || strings.Contains(r.stdout+r.stderr, "secret") {
+		t.Errorf("--ping-url ftp://…: exit %d\n%s", r.code, r.stderr)
+	}
+
 	// A command that fails before it does anything still gives stdout
 	// its one object, with the exit code and the error.
 	for _, args := range [][]string{

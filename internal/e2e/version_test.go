@@ -20,6 +20,7 @@ func TestVersion(t *testing.T) {
 	if flag.stdout != cmd.stdout || strings.Count(flag.stdout, "\n") != 1 {
 		t.Fatalf("--version printed %q, version %q", flag.stdout, cmd.stdout)
 	}
+	runTool(t, nil, "version", "extra").want(t, 2, "version takes no arguments")
 	runTool(t, nil, "man").want(t, 0, ".TH pgfbb-wrap 1", "restore")
 	bash := runTool(t, nil, "completion")
 	bash.want(t, 0, "complete -o default -F _pgfbb_wrap pgfbb-wrap")
