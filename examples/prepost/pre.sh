@@ -4,14 +4,15 @@
 # hooks, a cron script's "pre" step). Pair it with post.sh.
 #
 # Returns once the backup has started; its output is PGFBB_LABEL=... lines
-# that a calling shell may eval. A held label makes it fail (exit 2), so a
-# second run never disturbs a backup in progress.
+# that a calling shell may eval, to name its snapshot after the label. A held
+# backup of the cluster makes it fail (exit 2), so a second run never disturbs
+# a backup in progress.
 set -euo pipefail
 
 : "${PGFBB_STAGING:=/var/backups/pg/staging}" # where post publishes the backup
-: "${LABEL:=snapshot}"                         # the same in pre.sh and post.sh
+: "${LABEL:=}"                                 # empty: pgfbb-YYYYMMDDTHHMMSSZ, one per backup
 : "${HOLD_TIMEOUT:=2h}"                        # longer than the snapshot can take
 export PGFBB_STAGING PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$PGFBB_STAGING" # parents too, on a host's first run
-exec pgfbb-wrap pre --label "$LABEL" --fast --hold-timeout "$HOLD_TIMEOUT"
+exec pgfbb-wrap pre ${LABEL:+--label "$LABEL"} --fast --hold-timeout "$HOLD_TIMEOUT"

@@ -658,3 +658,36 @@ func TestVeleroControlFlow(t *testing.T) {
 	runTool(t, nil, "restore", "--staged", stagedDir, "--pgdata", filepath.Join(restored, "pgdata")).want(t, 0)
 	b.checkRestored(t, filepath.Join(restored, "pgdata"), stagedDir)
 }
+
+// TestPrePostShipFails runs examples/prepost/pre.sh and post.sh as shipped
+// with a shipping target that cannot be written: post.sh says the backup is
+// made (exit 10: keep the snapshot) and keeps it, and the next pair runs.
+func TestPrePostShipFails(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	st := filepath.Join(t.TempDir(), "staging")
+	killHolders(t, st)
+	env := append(c.Env(), "PATH="+toolPath(t), "PGFBB_STAGING="+st)
+	night := func(shipTo string, want int) string {
+		t.Helper()
+		if code, out := runScript(t, env, "prepost/pre.sh"); code != 0 {
+			t.Fatalf("pre.sh: exit %d\n%s", code, out)
+		}
+		code, out := runScript(t, append(env, "SHIP_TO="+shipTo), "prepost/post.sh")
+		if code != want {
+			t.Fatalf("post.sh: exit %d, want %d\n%s", code, want, out)
+		}
+		return out
+	}
+	out := night("/dev/null/shipped", 10)
+	kept := completeLabels(t, st)
+	if len(kept) != 1 || !strings.Contains(out, "backup "+kept[0]+" is made, but shipping it failed: it stays in "+filepath.Join(st, kept[0])) {
+		t.Fatalf("after a failed shipment: backups %v\n%s", kept, out)
+	}
+	runTool(t, nil, "verify", filepath.Join(st, kept[0])).want(t, 0)
+	time.Sleep(1100 * time.Millisecond) // a new default label
+	shipped := t.TempDir()
+	night(shipped, 0)
+	if got, _ := os.ReadDir(shipped); len(got) != 1 || got[0].Name() == kept[0] || !slices.Equal(completeLabels(t, st), kept) {
+		t.Errorf("the next night shipped %v; staged %v", got, completeLabels(t, st))
+	}
+}

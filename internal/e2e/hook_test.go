@@ -97,7 +97,7 @@ func hookRestore(t *testing.T, in pgtest.Install) {
 	// post are three processes that share nothing but the label.
 	shipped := filepath.Join(t.TempDir(), "shipped")
 	env := append(b.c.Env(), "PATH="+filepath.Dir(toolBin)+":"+os.Getenv("PATH"),
-		"PGFBB_STAGING="+staging, "LABEL=hooked", "SHIP_TO="+shipped)
+		"PGFBB_STAGING="+staging, "SHIP_TO="+shipped)
 	hookScript := func(name string) result {
 		t.Helper()
 		cmd := exec.Command("bash", filepath.Join("..", "..", "examples", "prepost", name))
@@ -111,10 +111,12 @@ func hookRestore(t *testing.T, in pgtest.Install) {
 	r := hookScript("pre.sh")
 	r.want(t, 0)
 	vars := preVars(t, r.stdout)
-	if vars["PGFBB_LABEL"] != "hooked" || vars["PGFBB_PGDATA"] != b.c.PGData || vars["PGFBB_TIMELINE"] != "1" {
+	// No LABEL: the default one, a new one each backup, which post.sh learns.
+	label := vars["PGFBB_LABEL"]
+	if !strings.HasPrefix(label, "pgfbb-") || vars["PGFBB_PGDATA"] != b.c.PGData || vars["PGFBB_TIMELINE"] != "1" {
 		t.Fatalf("pre printed %v", vars)
 	}
-	st := holderState(t, staging, "hooked")
+	st := holderState(t, staging, label)
 	if st.Vars["PGFBB_START_LSN"] != vars["PGFBB_START_LSN"] {
 		t.Errorf("holder state %v disagrees with pre's output %v", st.Vars, vars)
 	}
@@ -128,9 +130,9 @@ func hookRestore(t *testing.T, in pgtest.Install) {
 		}
 	}
 	syscall.Kill(st.PID, syscall.SIGHUP)
-	runTool(t, nil, "status", "--staging", staging).want(t, 0, "hooked", "held", strconv.Itoa(st.PID), vars["PGFBB_START_LSN"])
+	runTool(t, nil, "status", "--staging", staging).want(t, 0, label, "held", strconv.Itoa(st.PID), vars["PGFBB_START_LSN"])
 
-	snapshot := filepath.Join(b.snaps, "hooked")
+	snapshot := filepath.Join(b.snaps, label)
 	time.Sleep(2 * time.Second) // the backup spans WAL switches under load
 	if out, err := exec.Command("btrfs", "subvolume", "snapshot", "-r", vars["PGFBB_PGDATA"], snapshot).CombinedOutput(); err != nil {
 		t.Fatalf("snapshot: %v %s", err, out)
@@ -142,19 +144,19 @@ func hookRestore(t *testing.T, in pgtest.Install) {
 	waitGone(t, st.PID)
 	waitClean(t, b.c.DB(t))
 	runDirEmpty(t, staging)
-	if _, err := os.Stat(filepath.Join(staging, "hooked")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(staging, label)); !os.IsNotExist(err) {
 		t.Errorf("post.sh left the staged backup after shipping it: %v", err)
 	}
 
 	backupDir := strings.TrimSpace(r.stdout)
 	m := readManifest(t, backupDir)
-	if m.Label != "hooked" || m.StartLSN.String() != vars["PGFBB_START_LSN"] || m.Command != nil {
+	if m.Label != label || backupDir != filepath.Join(shipped, label) || m.StartLSN.String() != vars["PGFBB_START_LSN"] || m.Command != nil {
 		t.Errorf("manifest %+v", m)
 	}
 	if m.StartWAL == m.StopWAL {
 		t.Errorf("the backup spans one segment only (%s): the WAL switches did not happen", m.StartWAL)
 	}
-	runTool(t, nil, "verify", backupDir).want(t, 0, "ok: backup hooked")
+	runTool(t, nil, "verify", backupDir).want(t, 0, "ok: backup "+label)
 	b.restoreAndCheck(t, snapshot, backupDir)
 }
 
