@@ -2,7 +2,7 @@
 # borg: a btrfs snapshot backup shipped off the host. One borg archive, named
 # after the label, holds the read-only snapshot of the data directory and the
 # staged label and WAL; then both local copies go, and borg prune and compact
-# run. Restoring: the README's "Restoring from borg". Run as root.
+# run. A backup that could not be shipped stays and goes with the next run. Restoring: the README's "Restoring from borg". Run as root.
 #
 # Settings come from the environment, with the defaults below: borg's own
 # (BORG_REPO, BORG_PASSCOMMAND, ...) and pgfbb-wrap's PGFBB_* pass through.
@@ -21,27 +21,50 @@ export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
 mkdir -p "$SNAPDIR"
-# A label of this run alone ($$): the cleanup below removes nothing of another.
+# A label of this run alone ($$), which starts with the cluster's BORG_PREFIX.
 label=$BORG_PREFIX$(date -u +%Y%m%dT%H%M%SZ)-$$
 # The delete command is one string, split like a shell would: single quotes.
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 snapdir=$(quote "$SNAPDIR")
 
-# Set before the backup: whatever happens later, this run leaves no local
-# copy behind. (A backup that fails after its snapshot has it deleted by
-# pgfbb-wrap itself, through --delete-command.)
+# Set before the backup. A backup made but not shipped (the repository
+# locked or out of reach) stays, snapshot and staged files, and goes with
+# the next run; anything else this run made goes. (A backup that fails after
+# its snapshot has it deleted by pgfbb-wrap itself, through --delete-command.)
+shipped=
 cleanup() {
+	if [ -d "$STAGING/$label" ] && [ -z "$shipped" ]; then
+		echo "$(basename "$0"): backup $label is made but not shipped: the next run ships it" >&2
+		return
+	fi
 	if [ -d "$SNAPDIR/$label" ]; then btrfs subvolume delete "$SNAPDIR/$label" >/dev/null; fi
 	rm -rf "${STAGING:?}/$label"
 }
 trap cleanup EXIT
 
+# ship LABEL: the snapshot and its staged label and WAL into one borg
+# archive, then both local copies go.
+ship() {
+	borg create --lock-wait 600 --compression zstd "::$1" "$SNAPDIR/$1" "$STAGING/$1"
+	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null
+	rm -rf "${STAGING:?}/$1"
+}
+
 pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" \
 	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
 
-# Clusters sharing a repository take turns: borg waits 1 s for its lock by default.
-borg create --lock-wait 600 --compression zstd "::$label" "$SNAPDIR/$label" "$STAGING/$label"
+# One run ships at a time; earlier runs' backups that were made but not
+# shipped go first.
+exec 9>"$STAGING/.$(basename "$0").lock"
+flock 9
+for dir in "$STAGING/$BORG_PREFIX"[0-9]*/; do
+	old=$(basename "$dir")
+	if [ "$old" != "$label" ] && [ -d "$SNAPDIR/$old" ]; then ship "$old"; fi
+done
+ship "$label"
+shipped=1
+
 # The label after the prefix starts with its date: another cluster's prefix
 # that merely starts with this one ("pgfbb-reports-") does not match.
 # shellcheck disable=SC2086 # BORG_KEEP is a list of options

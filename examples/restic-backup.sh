@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # restic: a btrfs snapshot backup shipped off the host. One restic snapshot
 # holds the read-only snapshot of the data directory and the staged label and
-# WAL; then both local copies go and restic's retention runs. Restoring: the
+# WAL; then both local copies go and restic's retention runs. A backup that
+# could not be shipped stays and goes with the next run. Restoring: the
 # README's "Restoring from restic". Run as root.
 #
 # Settings come from the environment, with the defaults below: restic's own
@@ -15,32 +16,57 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 : "${PGDATA_SUBVOL:=/srv/pgdata}"                   # the subvolume that holds the whole cluster
 : "${SNAPDIR:=/srv/snapshots}"                       # on the same btrfs file system
 : "${STAGING:=/var/backups/pg}"                      # label and WAL until they are shipped
-: "${RESTIC_TAG:=pgfbb}"                             # one tag per cluster sharing a repository
+: "${RESTIC_TAG:=pgfbb}"                             # a tag per cluster sharing a repository (it starts
+                                                     # the labels: letters, digits, . _ -)
 : "${RESTIC_KEEP:=--keep-daily 7 --keep-weekly 4}" # restic forget's policy
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
 mkdir -p "$SNAPDIR"
-# A label of this run alone ($$): the cleanup below removes nothing of another.
-label=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)-$$
+# A label of this run alone ($$), which starts with the cluster's RESTIC_TAG.
+label=$RESTIC_TAG-$(date -u +%Y%m%dT%H%M%SZ)-$$
 # The delete command is one string, split like a shell would: single quotes.
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 snapdir=$(quote "$SNAPDIR")
 
-# Set before the backup: whatever happens later, this run leaves no local
-# copy behind. (A backup that fails after its snapshot has it deleted by
-# pgfbb-wrap itself, through --delete-command.)
+# Set before the backup. A backup made but not shipped (the repository
+# locked or out of reach) stays, snapshot and staged files, and goes with
+# the next run; anything else this run made goes. (A backup that fails after
+# its snapshot has it deleted by pgfbb-wrap itself, through --delete-command.)
+shipped=
 cleanup() {
+	if [ -d "$STAGING/$label" ] && [ -z "$shipped" ]; then
+		echo "$(basename "$0"): backup $label is made but not shipped: the next run ships it" >&2
+		return
+	fi
 	if [ -d "$SNAPDIR/$label" ]; then btrfs subvolume delete "$SNAPDIR/$label" >/dev/null; fi
 	rm -rf "${STAGING:?}/$label"
 }
 trap cleanup EXIT
 
+# ship LABEL: the snapshot and its staged label and WAL into one restic
+# snapshot, then both local copies go.
+ship() {
+	restic backup --quiet --tag "$RESTIC_TAG" "$SNAPDIR/$1" "$STAGING/$1"
+	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null
+	rm -rf "${STAGING:?}/$1"
+}
+
 pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" \
 	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
 
-restic backup --quiet --tag "$RESTIC_TAG" "$SNAPDIR/$label" "$STAGING/$label"
+# One run ships at a time; earlier runs' backups that were made but not
+# shipped go first.
+exec 9>"$STAGING/.$(basename "$0").lock"
+flock 9
+for dir in "$STAGING/$RESTIC_TAG"-[0-9]*/; do
+	old=$(basename "$dir")
+	if [ "$old" != "$label" ] && [ -d "$SNAPDIR/$old" ]; then ship "$old"; fi
+done
+ship "$label"
+shipped=1
+
 # Grouped by host and tags, not paths: every night's paths differ (they hold
 # the label), and grouping by them would make each snapshot a group of its
 # own, which no policy ever removes.

@@ -242,17 +242,17 @@ func TestExampleBorg(t *testing.T) {
 	borg("init", "--encryption=repokey")
 	// prune's weekly rule keeps the newest of those the daily rule left.
 	testShipping(t, "borg-backup.sh", env, func() int { return len(strings.Fields(borg("list", "--short"))) }, 2, "BORG_PASSPHRASE=wrong")
-	if data, _ := os.ReadFile(calls); strings.Count(string(data), "compact\n") != 3 {
+	if data, _ := os.ReadFile(calls); strings.Count(string(data), "compact\n") != 4 || strings.Count(string(data), "prune\n") != 4 {
 		t.Errorf("borg subcommands run: %q, want compact after every prune", data)
 	}
 }
 
-// testShipping runs a shipping example three times, the last under load,
-// then once with failShip added to env,
-// with env (the repository's) added; count says how many backups the
-// repository holds, kept how many retention should keep of three taken in
-// one day. No local copy is left, and the README's restore steps for the tool, run with
-// the test's paths, give a data directory that recovers.
+// testShipping runs a shipping example with env (the repository's) added:
+// three nights, a fourth with failShip added (its backup stays), and a fifth
+// under load that ships both. count says how many backups the repository
+// holds, kept how many retention keeps of those of one day. No local copy
+// is left, and the README's restore steps for the tool, run with the test's
+// paths, give a data directory that recovers.
 func testShipping(t *testing.T, script string, env []string, count func() int, kept int, failShip string) {
 	b := newBench(t, pgtest.DefaultInstall(t), pgtest.Options{})
 	st := filepath.Join(t.TempDir(), "var", "backups", "pg")
@@ -261,22 +261,29 @@ func testShipping(t *testing.T, script string, env []string, count func() int, k
 		path = strings.TrimPrefix(env[i], "PATH=") + ":" + path
 	}
 	env = append(append(env, b.c.Env()...), "PATH="+path, "PGDATA_SUBVOL="+b.c.PGData, "SNAPDIR="+b.snaps, "STAGING="+st)
-	for night := range 3 {
-		stop := func() {}
-		if night == 2 {
-			stop = b.load(t, 300*time.Millisecond)
-		}
-		code, out := runScript(t, env, script)
-		stop()
-		if code != 0 {
-			t.Fatalf("night %d: exit %d:\n%s", night, code, out)
+	night := func(extra ...string) (int, string) {
+		t.Helper()
+		return runScript(t, append(env, extra...), script)
+	}
+	for i := range 3 {
+		if code, out := night(); code != 0 {
+			t.Fatalf("night %d: exit %d:\n%s", i, code, out)
 		}
 	}
 	// A night whose shipping fails (failShip breaks the repository's
-	// password) fails, and still leaves no local copy: the cleanup is set
-	// before the backup.
-	if code, out := runScript(t, append(env, failShip), script); code == 0 {
-		t.Errorf("a night whose shipping failed: exit 0\n%s", out)
+	// password) fails and keeps its good backup, snapshot and staged files.
+	code, out := night(failShip)
+	unshipped := completeLabels(t, st)
+	if snaps, _ := os.ReadDir(b.snaps); code == 0 || len(unshipped) != 1 || len(snaps) != 1 || snaps[0].Name() != unshipped[0] ||
+		!strings.Contains(out, "backup "+unshipped[0]+" is made but not shipped: the next run ships it") {
+		t.Fatalf("a night whose shipping failed: exit %d, backups %v, snapshots %v\n%s", code, unshipped, snaps, out)
+	}
+	// The next night, under load, ships it first, then its own.
+	stop := b.load(t, 300*time.Millisecond)
+	code, out = night()
+	stop()
+	if code != 0 {
+		t.Fatalf("the night after: exit %d:\n%s", code, out)
 	}
 	if n := count(); n != kept {
 		t.Errorf("the repository holds %d backups after retention, want %d", n, kept)
