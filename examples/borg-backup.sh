@@ -2,7 +2,8 @@
 # borg: a btrfs snapshot backup shipped off the host. One borg archive, named
 # after the label, holds the read-only snapshot of the data directory and the
 # staged label and WAL; then both local copies go, and borg prune and compact
-# run. A backup that could not be shipped stays and goes with the next run. Restoring: the README's "Restoring from borg". Run as root.
+# run. A backup that could not be shipped stays and goes with the next run.
+# Restoring: the README's "Restoring from borg". Run as root.
 #
 # Settings come from the environment, with the defaults below: borg's own
 # (BORG_REPO, BORG_PASSCOMMAND, ...) and pgfbb-wrap's PGFBB_* pass through.
@@ -14,8 +15,8 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 : "${PGDATA_SUBVOL:=/srv/pgdata}"                   # the subvolume that holds the whole cluster
 : "${SNAPDIR:=/srv/snapshots}"                       # on the same btrfs file system
 : "${STAGING:=/var/backups/pg}"                      # label and WAL until they are shipped
-: "${BORG_PREFIX:=pgfbb-}"                           # archive names: a prefix per cluster sharing a repository,
-                                                     # none the start of another ("pgfbb-" and "pgfbb-reports-")
+: "${BORG_PREFIX:=pgfbb-}"                           # a prefix per cluster sharing a repository: archive
+                                                     # names (labels) are the prefix, then the date
 : "${BORG_KEEP:=--keep-daily 7 --keep-weekly 4}"   # borg prune's policy
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
