@@ -16,6 +16,7 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 : "${LV_MOUNT:=/var/lib/postgresql}"        # where /dev/$VG/$LV is mounted: all of the cluster must be on it
 : "${STAGING:=/var/backups/pg/staging}"     # label and WAL until they are archived
 : "${ARCHIVE:=/var/backups/pg/archive}"     # one tar per backup
+: "${ARCHIVE_KEEP:=7}"                      # tars to keep there
 : "${MNT_BASE:=/mnt}"                        # each run mounts its snapshot in a directory of its own here
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
@@ -49,4 +50,7 @@ if [ "$(blkid -o value -s TYPE "/dev/$VG/$snap")" = xfs ]; then opts=ro,nouuid; 
 mkdir "$mnt"
 mount -o "$opts" "/dev/$VG/$snap" "$mnt"
 tar -C / -cf "$ARCHIVE/$label.tar.partial" "${mnt#/}" "${STAGING#/}/$label"
+sync -f "$ARCHIVE/$label.tar.partial"
 mv "$ARCHIVE/$label.tar.partial" "$ARCHIVE/$label.tar"
+# The newest ARCHIVE_KEEP tars stay (labels start with their date).
+find "$ARCHIVE" -maxdepth 1 -name 'nightly-*.tar' | sort -r | tail -n "+$((ARCHIVE_KEEP + 1))" | xargs -r rm --

@@ -16,6 +16,7 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 : "${STAGING:=/var/backups/pg}"   # label and WAL, a directory per backup (not on $DATASET)
 : "${KEEP:=7}"                    # complete backups to keep
 : "${SHIP_DIR:=}"                 # e.g. /mnt/backup/pg: where to write each backup off the pool
+: "${SHIP_KEEP:=14}"              # backups to keep there
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
@@ -36,6 +37,10 @@ if [ -n "$SHIP_DIR" ]; then
 	trap 'rm -f "$SHIP_DIR/$label".*.partial' EXIT
 	zfs send -R "$DATASET@$label" >"$SHIP_DIR/$label.zfs.partial"
 	tar -C "$STAGING" -cf "$SHIP_DIR/$label.staged.tar.partial" "$label"
+	sync -f "$SHIP_DIR/$label.zfs.partial"
 	mv "$SHIP_DIR/$label.zfs.partial" "$SHIP_DIR/$label.zfs"
 	mv "$SHIP_DIR/$label.staged.tar.partial" "$SHIP_DIR/$label.staged.tar"
+	# The newest SHIP_KEEP stay, each a stream and its staged files.
+	find "$SHIP_DIR" -maxdepth 1 -name 'pgfbb-*.zfs' | sort -r | tail -n "+$((SHIP_KEEP + 1))" |
+		while read -r old; do rm -- "$old" "${old%.zfs}.staged.tar"; done
 fi

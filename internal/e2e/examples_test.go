@@ -388,6 +388,24 @@ func TestLVMControlFlow(t *testing.T) {
 			}
 		})
 	}
+	t.Run("three nights keep two tars", func(t *testing.T) {
+		archive := filepath.Join(t.TempDir(), "archive")
+		env, _ := standins(t, toolPath(t), "lvcreate", "lvremove", "lvs", "blkid", "mount", "umount", "mountpoint", "tar")
+		env = append(append(env, c.Env()...), "LV_MOUNT="+filepath.Dir(c.PGData), "STAGING="+filepath.Join(t.TempDir(), "staging"),
+			"ARCHIVE="+archive, "ARCHIVE_KEEP=2", "MNT_BASE="+t.TempDir())
+		var tars [][]string
+		for range 3 {
+			if code, out := runScript(t, env, "lvm-backup.sh"); code != 0 {
+				t.Fatalf("exit %d\n%s", code, out)
+			}
+			got, _ := filepath.Glob(filepath.Join(archive, "*"))
+			tars = append(tars, got)
+			time.Sleep(1100 * time.Millisecond) // labels start with the second
+		}
+		if len(tars[2]) != 2 || slices.Contains(tars[2], tars[0][0]) {
+			t.Errorf("tars after each night: %v, want the newest two at the end", tars)
+		}
+	})
 }
 
 // killBackups is a shell command that terminates the sessions of running
@@ -412,7 +430,7 @@ func TestZFSControlFlow(t *testing.T) {
 		}
 		env, dir = standins(t, toolPath(t), "zfs", "tar")
 		env = append(append(append(env, c.Env()...), extra...), "STANDIN_ZFS_MOUNTS="+filepath.Dir(c.PGData)+" legacy",
-			"STAGING="+st, "KEEP=2", "SHIP_DIR="+ship)
+			"STAGING="+st, "KEEP=2", "SHIP_DIR="+ship, "SHIP_KEEP=2")
 		return env, dir, st, ship
 	}
 	t.Run("three nights keeping two", func(t *testing.T) {
@@ -428,8 +446,9 @@ func TestZFSControlFlow(t *testing.T) {
 			t.Errorf("backups %v, snapshots %v, want the same two", labels, left)
 		}
 		shipped, _ := filepath.Glob(filepath.Join(ship, "*"))
-		if len(shipped) != 6 || slices.ContainsFunc(shipped, func(p string) bool { return strings.HasSuffix(p, ".partial") }) {
-			t.Errorf("shipped: %v, want a stream and a tar of each of 3 nights", shipped)
+		if len(shipped) != 4 || slices.ContainsFunc(shipped, func(p string) bool { return strings.HasSuffix(p, ".partial") }) ||
+			!slices.Contains(shipped, filepath.Join(ship, labels[0]+".zfs")) || !slices.Contains(shipped, filepath.Join(ship, labels[1]+".staged.tar")) {
+			t.Errorf("shipped: %v, want a stream and a tar of each of the 2 newest nights (SHIP_KEEP=2)", shipped)
 		}
 		if log := calls(t, dir); !slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "zfs snapshot -r tank/pgdata@pgfbb-") }) {
 			t.Errorf("calls: %q", log)
