@@ -2,7 +2,8 @@
 # btrfs: PGDATA lives on a subvolume; each backup is a read-only snapshot
 # beside its staged label and WAL. Keeps the newest $KEEP backups and deletes
 # the older ones' snapshots with them; a backup that fails after its snapshot
-# was taken has that snapshot deleted at once. Run as root (btrfs needs it).
+# was taken has that snapshot deleted at once, and one a killed run left is
+# deleted by the next. Run as root (btrfs needs it).
 #
 # Settings come from the environment, with the defaults below; pgfbb-wrap's
 # own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
@@ -22,6 +23,17 @@ mkdir -p "$SNAPDIR"
 # The delete command is one string, split like a shell would: single quotes.
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 snapdir=$(quote "$SNAPDIR")
+
+# A snapshot without its backup, complete or being made, is one a killed run
+# (SIGKILL, a power cut) left: useless without its label and WAL, and no
+# prune would ever find it.
+for snap in "$SNAPDIR"/pgfbb-[0-9]*/; do
+	label=$(basename "$snap")
+	if [ -d "$snap" ] && [ ! -e "$STAGING/$label" ] && ! compgen -G "$STAGING/.$label.partial-*" >/dev/null; then
+		echo "btrfs-backup: deleting $snap, a snapshot without its backup" >&2
+		btrfs subvolume delete "$snap" >/dev/null
+	fi
+done
 
 # --covers: refuse to back up once pg_wal or a tablespace lives outside the
 # snapshotted subvolume (the snapshot would silently miss it).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kballard/go-shellquote"
+	"github.com/pgfbb/pgfbb-wrap/backup"
 	"github.com/pgfbb/pgfbb-wrap/internal/btrfstest"
 	"github.com/pgfbb/pgfbb-wrap/internal/pgtest"
 	"github.com/pgfbb/pgfbb-wrap/staged"
@@ -85,6 +86,10 @@ func TestExampleBtrfs(t *testing.T) {
 	if len(labels) != 2 || len(snaps) != 2 || snaps[0].Name() != labels[1] || snaps[1].Name() != labels[0] {
 		t.Fatalf("after 3 runs keeping 2: backups %v, snapshots %v", labels, snaps)
 	}
+	// What a killed run leaves, a snapshot without its backup, goes with
+	// the next run (the failing one below).
+	orphan := filepath.Join(b.snaps, backup.DefaultLabel(time.Now().Add(-time.Hour)))
+	btrfstest.Snapshot(t, b.c.PGData, orphan, true)
 
 	// A snapshot that cannot be deleted (here: no longer a subvolume)
 	// keeps its backup and fails that night, but the others still go.
@@ -105,6 +110,9 @@ func TestExampleBtrfs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(b.snaps, other)); err == nil {
 		t.Errorf("the snapshot of %s, pruned, is still there", other)
+	}
+	if _, err := os.Stat(orphan); err == nil || !strings.Contains(out, "a snapshot without its backup") {
+		t.Errorf("the snapshot a killed run left is still there, or not named:\n%s", out)
 	}
 	b.restoreAndCheck(t, filepath.Join(b.snaps, labels[0]), filepath.Join(st, labels[0]))
 }
