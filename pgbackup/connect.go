@@ -119,9 +119,13 @@ func Connect(ctx context.Context, cfg pq.Config, netTimeout time.Duration) (*Ses
 	return s, nil
 }
 
-// init reads the version first, because the settings that protect the
-// session differ by version.
+// init lifts the role's statement_timeout first, because every statement
+// until then runs under it, then reads the version, because the other
+// settings that protect the session differ by version.
 func (s *Session) init(ctx context.Context) error {
+	if err := s.liftStatementTimeout(ctx); err != nil {
+		return err
+	}
 	var num int
 	if err := s.conn.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
 		return fmt.Errorf("detect version: %w", err)
@@ -131,7 +135,7 @@ func (s *Session) init(ctx context.Context) error {
 	}
 	// Defaults set with ALTER ROLE / ALTER DATABASE would otherwise cancel a
 	// long start (spread checkpoint) or end the idle session mid-backup.
-	settings := []string{"statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout"}
+	settings := []string{"idle_in_transaction_session_timeout", "lock_timeout"}
 	if apiFor(num).idleSessionTimeout {
 		settings = append(settings, "idle_session_timeout")
 	}
@@ -145,6 +149,24 @@ func (s *Session) init(ctx context.Context) error {
 		return err
 	}
 	s.server = srv
+	return nil
+}
+
+// liftStatementTimeout sets statement_timeout to 0. A role default too short
+// for even this statement on a busy server cancels it; that cancels nothing
+// else, so it is tried again a few times.
+func (s *Session) liftStatementTimeout(ctx context.Context) error {
+	const attempts = 5
+	var err error
+	for range attempts {
+		if _, err = s.conn.ExecContext(ctx, "SET statement_timeout = 0"); err == nil ||
+			ctx.Err() != nil || pq.As(err, pqerror.QueryCanceled) == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("set statement_timeout: %w", err)
+	}
 	return nil
 }
 

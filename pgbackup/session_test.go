@@ -248,7 +248,14 @@ func testSessionBackup(t *testing.T, in pgtest.Install) {
 			pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_session_timeout = '500ms'")
 		}
 		pgtest.Exec(t, db, "ALTER ROLE guarded SET idle_in_transaction_session_timeout = '500ms'")
+		pgtest.Exec(t, db, "ALTER ROLE guarded SET log_statement = 'all'")
 		s := connect(t, c.ConnString("postgres")+" user=guarded")
+		// Every statement before the SET runs under the 1ms timeout, which a
+		// busy server does not meet: the SET must come first.
+		log := c.LogTail(1 << 20)
+		if set, ver := strings.Index(log, "SET statement_timeout = 0"), strings.Index(log, "server_version_num"); set < 0 || ver < set {
+			t.Fatalf("the session's first statement is not SET statement_timeout = 0:\n%s", log)
+		}
 		// A spread checkpoint takes far longer than 1ms.
 		if _, err := s.Start(ctx, "guarded", false); err != nil {
 			t.Fatal(err)
