@@ -104,9 +104,7 @@ func waitGone(t *testing.T, db *sql.DB) {
 // forMajors runs a test against every major PGFBB_TEST_PG selects; segment
 // size variants add nothing to session behaviour.
 func forMajors(t *testing.T, test func(t *testing.T, in pgtest.Install)) {
-	for _, tg := range pgtest.MajorTargets(t) {
-		t.Run(tg.Name(), func(t *testing.T) { test(t, tg.Install) })
-	}
+	pgtest.Each(t, pgtest.MajorTargets(t), func(t *testing.T, tg pgtest.Target) { test(t, tg.Install) })
 }
 
 func TestSessionBackup(t *testing.T) { forMajors(t, testSessionBackup) }

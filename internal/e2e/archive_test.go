@@ -14,9 +14,7 @@ import (
 // backup waits for the archiver, and a failing archive_command is reported
 // with what pg_stat_archiver says about it.
 func TestArchive(t *testing.T) {
-	for _, tg := range pgtest.SpotTargets(t) {
-		t.Run(tg.Name(), func(t *testing.T) { archive(t, tg.Install) })
-	}
+	pgtest.Each(t, pgtest.SpotTargets(t), func(t *testing.T, tg pgtest.Target) { archive(t, tg.Install) })
 }
 
 func archive(t *testing.T, in pgtest.Install) {

@@ -82,9 +82,7 @@ func runDirEmpty(t *testing.T, staging string) {
 // TestHookRestore is the two-command backup an orchestrator runs: pre, a
 // snapshot taken by a separate process, post; then restored and checked.
 func TestHookRestore(t *testing.T) {
-	for _, tg := range pgtest.SpotTargets(t) {
-		t.Run(tg.Name(), func(t *testing.T) { hookRestore(t, tg.Install) })
-	}
+	pgtest.Each(t, pgtest.SpotTargets(t), func(t *testing.T, tg pgtest.Target) { hookRestore(t, tg.Install) })
 }
 
 func hookRestore(t *testing.T, in pgtest.Install) {

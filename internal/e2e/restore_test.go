@@ -203,16 +203,19 @@ type matrixResult struct {
 	restored bool
 }
 
+// matrixResults are the rows of the table printMatrix prints; each parallel
+// subtest fills its own.
 var matrixResults []matrixResult
 
 func TestEndToEndRestore(t *testing.T) {
-	for _, tg := range pgtest.Matrix(t) {
-		t.Run(tg.Name(), func(t *testing.T) {
-			row := matrixResult{target: tg.Name(), segSize: fmt.Sprintf("%d MB", tg.SegmentSize()>>20)}
-			defer func() { matrixResults = append(matrixResults, row) }()
-			endToEnd(t, tg, &row)
-		})
+	targets := pgtest.Matrix(t)
+	matrixResults = make([]matrixResult, len(targets))
+	row := map[string]*matrixResult{}
+	for i, tg := range targets {
+		matrixResults[i] = matrixResult{target: tg.Name(), segSize: fmt.Sprintf("%d MB", tg.SegmentSize()>>20)}
+		row[tg.Name()] = &matrixResults[i]
 	}
+	pgtest.Each(t, targets, func(t *testing.T, tg pgtest.Target) { endToEnd(t, tg, row[tg.Name()]) })
 }
 
 func endToEnd(t *testing.T, tg pgtest.Target, row *matrixResult) {

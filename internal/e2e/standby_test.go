@@ -16,9 +16,7 @@ import (
 // load, restores the backups, then promotes the standby mid-backup, and
 // finally backs up the promoted server, now on timeline 2.
 func TestStandby(t *testing.T) {
-	for _, tg := range pgtest.MajorTargets(t) {
-		t.Run(tg.Name(), func(t *testing.T) { standby(t, tg.Install) })
-	}
+	pgtest.Each(t, pgtest.MajorTargets(t), func(t *testing.T, tg pgtest.Target) { standby(t, tg.Install) })
 }
 
 func standby(t *testing.T, in pgtest.Install) {

@@ -19,9 +19,7 @@ import (
 // keeps its tables in ts1 and its indexes in ts2. The backup is restored
 // with both tablespaces relocated while the original runs, then in place.
 func TestTablespaces(t *testing.T) {
-	for _, tg := range pgtest.SpotTargets(t) {
-		t.Run(tg.Name(), func(t *testing.T) { tablespaces(t, tg.Install) })
-	}
+	pgtest.Each(t, pgtest.SpotTargets(t), func(t *testing.T, tg pgtest.Target) { tablespaces(t, tg.Install) })
 }
 
 func tablespaces(t *testing.T, in pgtest.Install) {

@@ -80,9 +80,7 @@ func tmpfsIn(t *testing.T, parent, opts string) string {
 }
 
 func TestWrapper(t *testing.T) {
-	for _, tg := range pgtest.SpotTargets(t) {
-		t.Run(tg.Name(), func(t *testing.T) { wrapper(t, tg.Install) })
-	}
+	pgtest.Each(t, pgtest.SpotTargets(t), func(t *testing.T, tg pgtest.Target) { wrapper(t, tg.Install) })
 }
 
 func wrapper(t *testing.T, in pgtest.Install) {

@@ -109,3 +109,17 @@ func (in Install) BackupFunctions() (start, stop string) {
 	}
 	return "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
 }
+
+// Each runs test once per target, as parallel subtests named by the target:
+// their clusters and file systems are their own, and on a two-core CI
+// machine the matrix is most of the suite's time. go test -parallel bounds
+// how many run at once.
+func Each(t *testing.T, targets []Target, test func(t *testing.T, tg Target)) {
+	t.Helper()
+	for _, tg := range targets {
+		t.Run(tg.Name(), func(t *testing.T) {
+			t.Parallel()
+			test(t, tg)
+		})
+	}
+}
