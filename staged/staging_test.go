@@ -1,6 +1,10 @@
 package staged
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -162,5 +166,60 @@ func TestPublishedThoughSyncFailed(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "x", ManifestFile)); err != nil {
 		t.Errorf("Discard removed a published backup: %v", err)
+	}
+}
+
+// TestPutSparse stages files whose zero blocks must become holes, while
+// what is read back, the size and the hash stay those of the input.
+func TestPutSparse(t *testing.T) {
+	const seg = 16 << 20
+	data := func(spans ...[2]int) []byte { // non-zero bytes at [from, to)
+		b := make([]byte, seg)
+		for _, s := range spans {
+			for i := s[0]; i < s[1]; i++ {
+				b[i] = byte(i%251 + 1)
+			}
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name      string
+		in        []byte
+		maxOnDisk int64 // bytes of blocks the file may occupy
+	}{
+		{"a segment after the stop's switch: one page, then zeros", data([2]int{0, 8192}), 64 << 10},
+		{"all zeros", data(), 0},
+		{"data across the 1 MiB read buffer, a hole, data at the end", data([2]int{1<<20 - 100, 1<<20 + 100}, [2]int{seg - 5, seg}), 64 << 10},
+		{"a block with a single non-zero byte", data([2]int{3 * 4096, 3*4096 + 1}), 64 << 10},
+		{"no zeros at all", data([2]int{0, seg}), seg + 1<<20},
+		{"a short file, not block-aligned", []byte("backup_label\n"), 64 << 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "staging")
+			s, err := Prepare(root, "sparse")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Discard()
+			f, err := s.Put(context.Background(), "wal/f", bytes.NewReader(tt.in), int64(len(tt.in)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := sha256.Sum256(tt.in); f.SHA256 != hex.EncodeToString(sum[:]) || f.Size != int64(len(tt.in)) {
+				t.Errorf("recorded %+v, want the input's size and hash", f)
+			}
+			path := filepath.Join(s.TempDir(), "wal", "f")
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, tt.in) {
+				t.Fatalf("read back %d bytes (%v), differing from the %d staged", len(got), err, len(tt.in))
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(path, &st); err != nil {
+				t.Fatal(err)
+			}
+			if onDisk := st.Blocks * 512; onDisk > tt.maxOnDisk {
+				t.Errorf("%d bytes on disk, want at most %d", onDisk, tt.maxOnDisk)
+			}
+		})
 	}
 }
