@@ -18,6 +18,7 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 : "${BORG_PREFIX:=pgfbb-}"                           # a prefix per cluster sharing a repository: archive
                                                      # names (labels) are the prefix, then the date
 : "${BORG_KEEP:=--keep-daily 7 --keep-weekly 4}"   # borg prune's policy
+: "${SHIP_FROM:=/run/pgfbb-ship/${BORG_PREFIX%-}}" # where a backup is bound while it ships
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
@@ -43,10 +44,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# bound LABEL COMMAND...: runs COMMAND with LABEL's snapshot and staged
+# directory bound at SHIP_FROM, in a mount namespace of its own: the binds
+# end with it, also when it is killed, and runs side by side do not meet.
+bound() {
+	mkdir -p "$SHIP_FROM/pgdata" "$SHIP_FROM/staged"
+	unshare --mount --propagation private sh -euc '
+		mount --bind "$1" "$3/pgdata"
+		mount --bind "$2" "$3/staged"
+		shift 3
+		exec "$@"' bound "$SNAPDIR/$1" "$STAGING/$1" "$SHIP_FROM" "${@:2}"
+}
+
 # ship LABEL: the snapshot and its staged label and WAL into one borg
-# archive, then both local copies go.
+# archive, then both local copies go. borg's files cache, which spares it
+# reading unchanged files, knows them by their path: so the backup is bound
+# at fixed paths, SHIP_FROM/pgdata and SHIP_FROM/staged.
 ship() {
-	borg create --lock-wait 600 --compression zstd "::$1" "$SNAPDIR/$1" "$STAGING/$1"
+	bound "$1" borg create --lock-wait 600 --compression zstd "::$1" "$SHIP_FROM"
 	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null
 	rm -rf "${STAGING:?}/$1"
 }

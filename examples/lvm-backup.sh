@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LVM: pgfbb-wrap holds backup mode around lvcreate; the snapshot is then
 # mounted read-only, archived together with the staged label and WAL, and
-# removed. Run as root.
+# removed; one a killed run left is removed by the next run. Run as root.
 #
 # Settings come from the environment, with the defaults below; pgfbb-wrap's
 # own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
@@ -22,6 +22,22 @@ export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
 mkdir -p "$MNT_BASE" "$ARCHIVE"
+# One run at a time. Under the lock every snapshot volume of this script is
+# one a killed run (SIGKILL, a power cut) left, maybe mounted: it goes, with
+# its staged files, before it fills up or slows the origin's writes. (LVM
+# warns about inherited descriptors, the lock's among them.)
+export LVM_SUPPRESS_FD_WARNINGS=1
+exec 9>"$STAGING/.lvm-backup.lock"
+flock 9
+volumes=$(lvs --noheadings -o lv_name "$VG")
+for old in $volumes; do
+	if [[ $old != pgsnap-nightly-* ]]; then continue; fi
+	echo "lvm-backup: removing $VG/$old, a snapshot volume a killed run left" >&2
+	if mountpoint -q "$MNT_BASE/$old"; then umount "$MNT_BASE/$old" || umount -l "$MNT_BASE/$old"; fi
+	rmdir "$MNT_BASE/$old" 2>/dev/null || true
+	lvremove -y "$VG/$old" >/dev/null
+	rm -rf "${STAGING:?}/${old#pgsnap-}" "$ARCHIVE/${old#pgsnap-}.tar.partial"
+done
 # A label of this run alone ($$): the cleanup below removes nothing of another.
 label=nightly-$(date -u +%Y%m%dT%H%M%SZ)-$$
 snap=pgsnap-$label

@@ -19,6 +19,7 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 : "${RESTIC_TAG:=pgfbb}"                             # a tag per cluster sharing a repository (it starts
                                                      # the labels: letters, digits, . _ -)
 : "${RESTIC_KEEP:=--keep-daily 7 --keep-weekly 4}" # restic forget's policy
+: "${SHIP_FROM:=/run/pgfbb-ship/$RESTIC_TAG}"      # where a backup is bound while it ships
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
@@ -44,10 +45,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# bound LABEL COMMAND...: runs COMMAND with LABEL's snapshot and staged
+# directory bound at SHIP_FROM, in a mount namespace of its own: the binds
+# end with it, also when it is killed, and runs side by side do not meet.
+bound() {
+	mkdir -p "$SHIP_FROM/pgdata" "$SHIP_FROM/staged"
+	unshare --mount --propagation private sh -euc '
+		mount --bind "$1" "$3/pgdata"
+		mount --bind "$2" "$3/staged"
+		shift 3
+		exec "$@"' bound "$SNAPDIR/$1" "$STAGING/$1" "$SHIP_FROM" "${@:2}"
+}
+
 # ship LABEL: the snapshot and its staged label and WAL into one restic
-# snapshot, then both local copies go.
+# snapshot, then both local copies go. restic reads only the files that
+# changed since its parent, the newest snapshot of the same paths: so the
+# backup is bound at fixed paths, SHIP_FROM/pgdata and SHIP_FROM/staged,
+# and the label, new every night, is a tag.
 ship() {
-	restic backup --quiet --tag "$RESTIC_TAG" "$SNAPDIR/$1" "$STAGING/$1"
+	bound "$1" restic backup --quiet --tag "$RESTIC_TAG" --tag "label=$1" "$SHIP_FROM"
 	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null
 	rm -rf "${STAGING:?}/$1"
 }
@@ -67,8 +83,8 @@ done
 ship "$label"
 shipped=1
 
-# Grouped by host and tags, not paths: every night's paths differ (they hold
-# the label), and grouping by them would make each snapshot a group of its
-# own, which no policy ever removes.
+# Grouped by host and the fixed paths, not tags: every night's label tag
+# differs, and grouping by it would make each snapshot a group of its own,
+# which no policy ever removes.
 # shellcheck disable=SC2086 # RESTIC_KEEP is a list of options
-restic forget --quiet --tag "$RESTIC_TAG" --group-by host,tags $RESTIC_KEEP --prune
+restic forget --quiet --tag "$RESTIC_TAG" --group-by host,paths $RESTIC_KEEP --prune

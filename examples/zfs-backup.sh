@@ -3,7 +3,8 @@
 # (pg_wal, tablespaces) atomically. The snapshots stay on the pool, the
 # newest $KEEP of them with their staged label and WAL; with SHIP_DIR set,
 # each backup is also written there as a zfs send stream plus a tar of its
-# staged directory. Run as root.
+# staged directory. A snapshot a killed run left is destroyed by the next.
+# Run as root.
 #
 # Settings come from the environment, with the defaults below; pgfbb-wrap's
 # own PGFBB_* variables (or a config file in PGFBB_CONFIG) pass through.
@@ -22,10 +23,24 @@ export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 install -d -m 0700 "$STAGING"
 # Every dataset the snapshot takes is covered: a cluster with files outside
 # them is refused, instead of a multi-volume warning mailed every night.
+# (Read into a variable first: set -e stops the script when zfs list fails.)
+mountpoints=$(zfs list -H -o mountpoint -r "$DATASET")
 covers=()
 while read -r mountpoint; do
 	if [[ $mountpoint == /* ]]; then covers+=(--covers "$mountpoint"); fi # not "legacy" or "none"
-done < <(zfs list -H -o mountpoint -r "$DATASET")
+done <<<"$mountpoints"
+
+# A snapshot without its backup, complete or being made, is one a killed run
+# (SIGKILL, a power cut) left: useless without its label and WAL, and no
+# prune would ever find it.
+snapshots=$(zfs list -H -t snapshot -o name -d 1 "$DATASET")
+for snap in $snapshots; do
+	label=${snap#*@}
+	if [[ $label == pgfbb-[0-9]* ]] && [ ! -e "$STAGING/$label" ] && ! compgen -G "$STAGING/.$label.partial-*" >/dev/null; then
+		echo "zfs-backup: destroying $snap, a snapshot without its backup" >&2
+		zfs destroy -r "$snap"
+	fi
+done
 label=pgfbb-$(date -u +%Y%m%dT%H%M%SZ)-$$
 
 pgfbb-wrap --staging "$STAGING" --label "$label" "${covers[@]}" \

@@ -201,13 +201,23 @@ func TestExampleRestic(t *testing.T) {
 	repo := t.TempDir()
 	env := []string{"RESTIC_REPOSITORY=" + repo, "RESTIC_PASSWORD=test", "RESTIC_CACHE_DIR=" + t.TempDir()}
 	restic(t, env, "init")
+	var snaps []struct {
+		Parent string   `json:"parent"`
+		Paths  []string `json:"paths"`
+		Tags   []string `json:"tags"`
+	}
 	testShipping(t, "restic-backup.sh", env, func() int {
-		var snaps []any
 		if err := json.Unmarshal([]byte(restic(t, env, "snapshots", "--json")), &snaps); err != nil {
 			t.Fatal(err)
 		}
 		return len(snaps)
 	}, 1, "RESTIC_PASSWORD=wrong") // forget's rules all keep the newest
+	// The kept snapshot, the last night's, was read against the night
+	// before's: restic found it as its parent by the fixed paths.
+	if len(snaps) != 1 || snaps[0].Parent == "" || len(snaps[0].Paths) != 1 || !strings.HasSuffix(snaps[0].Paths[0], "/run/pgfbb-ship/pgfbb") ||
+		len(snaps[0].Tags) != 2 || snaps[0].Tags[0] != "pgfbb" || !strings.HasPrefix(snaps[0].Tags[1], "label=pgfbb-") {
+		t.Errorf("restic snapshots: %+v, want one with a parent, the fixed path and the label as a tag", snaps)
+	}
 }
 
 func restic(t *testing.T, env []string, args ...string) string {
@@ -253,6 +263,11 @@ func TestExampleBorg(t *testing.T) {
 	if data, _ := os.ReadFile(calls); strings.Count(string(data), "compact\n") != 4 || strings.Count(string(data), "prune\n") != 4 {
 		t.Errorf("borg subcommands run: %q, want compact after every prune", data)
 	}
+	// Under the fixed paths borg's files cache knows unchanged files.
+	last := strings.TrimSpace(borg("list", "--short", "--last", "1"))
+	if files := borg("list", "--short", "::"+last); !strings.Contains(files, "/run/pgfbb-ship/pgfbb/staged/"+staged.LabelFile+"\n") {
+		t.Errorf("archive %s does not hold the fixed paths:\n%s", last, files)
+	}
 }
 
 // testShipping runs a shipping example with env (the repository's) added:
@@ -268,7 +283,9 @@ func testShipping(t *testing.T, script string, env []string, count func() int, k
 	if i := slices.IndexFunc(env, func(v string) bool { return strings.HasPrefix(v, "PATH=") }); i >= 0 {
 		path = strings.TrimPrefix(env[i], "PATH=") + ":" + path
 	}
-	env = append(append(env, b.c.Env()...), "PATH="+path, "PGDATA_SUBVOL="+b.c.PGData, "SNAPDIR="+b.snaps, "STAGING="+st)
+	shipFrom := filepath.Join(t.TempDir(), "run", "pgfbb-ship", "pgfbb")
+	env = append(append(env, b.c.Env()...), "PATH="+path, "PGDATA_SUBVOL="+b.c.PGData, "SNAPDIR="+b.snaps, "STAGING="+st,
+		"SHIP_FROM="+shipFrom)
 	night := func(extra ...string) (int, string) {
 		t.Helper()
 		return runScript(t, append(env, extra...), script)
@@ -304,18 +321,18 @@ func testShipping(t *testing.T, script string, env []string, count func() int, k
 	}
 
 	target := filepath.Join(pgtest.TempDir(t), "restore") // the server, as postgres, goes through it
-	moved := strings.NewReplacer("/restore", target, "/srv/snapshots", b.snaps, "/var/backups/pg", st)
+	// The longest first: a replacer takes the first of its pairs that matches.
+	moved := strings.NewReplacer("/restore/run/pgfbb-ship/pgfbb", filepath.Join(target, shipFrom), "/restore", target)
 	steps := moved.Replace(readmeSteps(t, strings.TrimSuffix(script, "-backup.sh")))
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", steps)
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the README's restore steps:\n%s\n%v\n%s", steps, err, out)
 	}
-	staged, _ := filepath.Glob(filepath.Join(target, st, "*"))
-	if len(staged) != 1 {
-		t.Fatalf("restored staged backups: %v", staged)
+	b.checkRestored(t, filepath.Join(target, "pgdata"), filepath.Join(target, shipFrom, "staged"))
+	if left, _ := filepath.Glob(filepath.Join(shipFrom, "*", "*")); len(left) > 0 {
+		t.Errorf("the binds outlived their mount namespace: %v", left)
 	}
-	b.checkRestored(t, filepath.Join(target, "pgdata"), staged[0])
 }
 
 // readmeSteps is the shell block of the README that follows the marker
@@ -413,6 +430,44 @@ func TestLVMControlFlow(t *testing.T) {
 		if len(tars[2]) != 2 || slices.Contains(tars[2], tars[0][0]) {
 			t.Errorf("tars after each night: %v, want the newest two at the end", tars)
 		}
+	})	// A killed run left its volume mounted, its staged files and a partial
+	// tar: the next run removes them all, then makes its own backup.
+	t.Run("a killed run's leftovers", func(t *testing.T) {
+		root := t.TempDir()
+		archive, st, mnts := filepath.Join(root, "archive"), filepath.Join(root, "staging"), filepath.Join(root, "mnt")
+		env, dir := standins(t, toolPath(t), "lvcreate", "lvremove", "lvs", "blkid", "mount", "umount", "mountpoint", "tar")
+		env = append(append(env, c.Env()...), "LV_MOUNT="+filepath.Dir(c.PGData), "STAGING="+st, "ARCHIVE="+archive, "MNT_BASE="+mnts)
+		const killed = "nightly-20260101T000000Z-1"
+		for _, d := range []string{filepath.Join(st, killed), filepath.Join(mnts, "pgsnap-"+killed), archive} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{filepath.Join(dir, "state", "lv-pgsnap-"+killed), filepath.Join(dir, "state", "mounted"),
+			filepath.Join(archive, killed+".tar.partial")} {
+			if err := os.WriteFile(f, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, out := runScript(t, env, "lvm-backup.sh")
+		if code != 0 || !strings.Contains(out, "removing vg0/pgsnap-"+killed+", a snapshot volume a killed run left") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		log := calls(t, dir)
+		if !slices.Contains(log, "umount "+filepath.Join(mnts, "pgsnap-"+killed)) || !slices.Contains(log, "lvremove -y vg0/pgsnap-"+killed) {
+			t.Errorf("calls: %q", log)
+		}
+		if left := leftovers(t, dir); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+		for _, p := range []string{filepath.Join(st, killed), filepath.Join(mnts, "pgsnap-"+killed), filepath.Join(archive, killed+".tar.partial")} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("%s is left", p)
+			}
+		}
+		if tars, _ := filepath.Glob(filepath.Join(archive, "nightly-*.tar")); len(tars) != 1 {
+			t.Errorf("tars %v, want the run's own", tars)
+		}
 	})
 }
 
@@ -470,6 +525,8 @@ func TestZFSControlFlow(t *testing.T) {
 		{"zfs snapshot fails", []string{"STANDIN_FAIL=zfs:snapshot"}, 4},
 		{"the backup fails after the snapshot", []string{"STANDIN_AFTER_CREATE=" + killBackups(t, c)}, 1},
 		{"zfs send fails", []string{"STANDIN_FAIL=zfs:send"}, 1},
+		// Before anything is made: the script never runs without --covers.
+		{"zfs list fails", []string{"STANDIN_FAIL=zfs:list"}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, dir, st, ship := setup(t, tc.env...)
@@ -485,6 +542,28 @@ func TestZFSControlFlow(t *testing.T) {
 			}
 		})
 	}
+	// A killed run's snapshot, without its backup, goes; one whose backup a
+	// live run is making stays.
+	t.Run("a killed run's snapshot", func(t *testing.T) {
+		env, dir, st, _ := setup(t)
+		orphan, making := backup.DefaultLabel(time.Now().Add(-2*time.Hour)), backup.DefaultLabel(time.Now().Add(-time.Hour))
+		for _, label := range []string{orphan, making} {
+			if err := os.WriteFile(filepath.Join(dir, "state", "zfs-tank_pgdata@"+label), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(st, "."+making+".partial-1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runScript(t, env, "zfs-backup.sh")
+		if code != 0 || !strings.Contains(out, "destroying tank/pgdata@"+orphan+", a snapshot without its backup") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		left := leftovers(t, dir)
+		if slices.Contains(left, "zfs-tank_pgdata@"+orphan) || !slices.Contains(left, "zfs-tank_pgdata@"+making) || len(left) != 2 {
+			t.Errorf("snapshots %v: want the one being made and the new one", left)
+		}
+	})
 }
 
 // TestAWSEBSControlFlow runs examples/aws-ebs-backup.sh as shipped against

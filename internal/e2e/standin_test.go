@@ -23,8 +23,9 @@ var standinScripts = map[string]string{
 	"lvcreate": `while [ $# -gt 0 ]; do [ "$1" = --name ] && n=$2; shift; done
 touch "$S/lv-$n"
 if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi`,
-	"lvremove":   `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ] || { echo "lvremove: $v not found" >&2; exit 5; }; rm "$S/lv-${v#*/}"`,
-	"lvs":        `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ]`,
+	"lvremove": `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ] || { echo "lvremove: $v not found" >&2; exit 5; }; rm "$S/lv-${v#*/}"`,
+	"lvs": `case $1 in --noheadings) for f in "$S"/lv-*; do [ -e "$f" ] && echo "  ${f##*/lv-}"; done; exit 0 ;; esac
+for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ]`,
 	"blkid":      `echo "${STANDIN_FSTYPE:-ext4}"`,
 	"mount":      `touch "$S/mounted"`,
 	"umount":     `rm "$S/mounted"`,
@@ -34,7 +35,10 @@ if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null
 snapshot) for a; do v=$a; done; touch "$S/zfs-$(echo "$v" | tr / _)"
 	if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi ;;
 destroy) for a; do v=$a; done; f="$S/zfs-$(echo "$v" | tr / _)"; [ -e "$f" ] || { echo "zfs: $v: no such snapshot" >&2; exit 1; }; rm "$f" ;;
-list) printf '%s\n' $STANDIN_ZFS_MOUNTS ;;
+list) case " $* " in
+	*" snapshot "*) for f in "$S"/zfs-*; do [ -e "$f" ] && echo "${f##*/zfs-}" | tr _ /; done ;;
+	*) printf '%s\n' $STANDIN_ZFS_MOUNTS ;;
+	esac ;;
 send) echo "a zfs stream of $*" ;;
 esac`,
 	"aws": `label() { for a; do case $a in *Value=*) v=${a##*Value=}; echo "${v%%\}*}";; *Values=*) echo "${a##*Values=}";; esac; done; }
