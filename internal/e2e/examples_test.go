@@ -430,7 +430,8 @@ func TestLVMControlFlow(t *testing.T) {
 		if len(tars[2]) != 2 || slices.Contains(tars[2], tars[0][0]) {
 			t.Errorf("tars after each night: %v, want the newest two at the end", tars)
 		}
-	})	// A killed run left its volume mounted, its staged files and a partial
+	})
+	// A killed run left its volume mounted, its staged files and a partial
 	// tar: the next run removes them all, then makes its own backup.
 	t.Run("a killed run's leftovers", func(t *testing.T) {
 		root := t.TempDir()
