@@ -129,7 +129,12 @@ func newApp(force <-chan struct{}, command []string) *cli.App {
 				after.Policy.Protect, after.Policy.Cluster = rep.Label, strconv.FormatUint(rep.SystemID, 10)
 				// A prune that fails leaves the disk to fill: the run
 				// fails, and its one report says the backup is there.
-				if _, perr := prune.Run(c.Context, *after); perr != nil {
+				began := time.Now()
+				_, perr := prune.Run(c.Context, *after)
+				took := time.Since(began)
+				rep.Phases = append(rep.Phases, backup.PhaseTime{Phase: backup.PhasePrune, Duration: took})
+				rep.Elapsed += took
+				if perr != nil {
 					rep.Reached = backup.PhasePrune
 					rep.Err = multierror.Append(nil, &backup.PhaseError{Phase: backup.PhasePrune, Err: perr})
 					err = rep.Err

@@ -40,8 +40,14 @@ type jsonReport struct {
 	Archive           *staged.ArchiveCheck `json:"archive,omitempty"`
 	Aborted           string               `json:"aborted,omitempty"`
 	Checks            []string             `json:"checks,omitempty"`
+	Phases            []jsonPhase          `json:"phases"`
 	Warnings          []string             `json:"warnings"`
 	Errors            []jsonError          `json:"errors"`
+}
+
+type jsonPhase struct {
+	Phase   Phase   `json:"phase"`
+	Seconds float64 `json:"seconds"`
 }
 
 type jsonError struct {
@@ -72,8 +78,11 @@ func Log(l *slog.Logger, r *Report, err error, verbose bool) {
 }
 
 func newJSONReport(r *Report, err error) jsonReport {
-	j := jsonReport{FormatVersion: JSONFormatVersion, ExitCode: ExitCode(err), Warnings: []string{}, Errors: []jsonError{}}
+	j := jsonReport{FormatVersion: JSONFormatVersion, ExitCode: ExitCode(err), Warnings: []string{}, Errors: []jsonError{}, Phases: []jsonPhase{}}
 	if r != nil {
+		for _, p := range r.Phases {
+			j.Phases = append(j.Phases, jsonPhase{Phase: p.Phase, Seconds: p.Duration.Seconds()})
+		}
 		j.Label, j.Path, j.Reached, j.Timeline = r.Label, r.Path, r.Reached, r.Timeline
 		j.ElapsedSeconds, j.BackupModeSeconds = r.Elapsed.Seconds(), r.BackupMode().Seconds()
 		j.Command, j.WALMode, j.WALSource, j.Archive, j.Aborted = r.Command, r.WALMode, r.WALSource, r.Archive, r.Aborted

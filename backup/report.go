@@ -37,8 +37,16 @@ type Report struct {
 	Notes       []string // things a DBA must know even when the run succeeded
 	Aborted     string   // why the backup was stopped without publishing, on request
 	Checks      []string // the checks that passed, in order
+	Phases      []PhaseTime
 
 	Err error // every error of the run, nil on success
+}
+
+// PhaseTime is a phase the run entered and how long it lasted, until the
+// next phase or the run's end (cleanup included).
+type PhaseTime struct {
+	Phase    Phase
+	Duration time.Duration
 }
 
 // BackupMode is how long the server was in backup mode.

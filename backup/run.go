@@ -218,6 +218,7 @@ type run struct {
 	source  walcollect.Source // where --wal=copy reads WAL
 	budget  int64             // the WAL-retention budget in bytes, 0: none
 	volumes []volume.Place    // where the data directory, pg_wal and tablespaces live
+	entered time.Time         // when the current phase began
 }
 
 func (r *run) fail(phase Phase, err error) {
@@ -241,8 +242,19 @@ func (e *redactedError) Error() string { return pgbackup.Redact(e.err.Error(), e
 func (e *redactedError) Unwrap() error { return e.err }
 
 func (r *run) enter(p Phase) {
+	r.endPhase()
 	r.report.Reached = p
+	r.report.Phases = append(r.report.Phases, PhaseTime{Phase: p})
 	r.log.Info("phase", "phase", p)
+}
+
+// endPhase gives the current phase its duration.
+func (r *run) endPhase() {
+	now := time.Now()
+	if n := len(r.report.Phases); n > 0 {
+		r.report.Phases[n-1].Duration = now.Sub(r.entered)
+	}
+	r.entered = now
 }
 
 // Run performs one wrapped backup. ctx is the signal context: it interrupts
@@ -256,6 +268,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.execute(ctx)
+	r.endPhase()
 	if intr := interruption(ctx); intr != nil && !errors.As(r.errs.ErrorOrNil(), new(*runner.Interrupted)) {
 		r.fail(r.report.Reached, intr)
 	}

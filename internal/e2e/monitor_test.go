@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -127,7 +128,12 @@ func TestMonitoring(t *testing.T) {
 		WALFiles      int    `json:"wal_files"`
 		Checks        []string
 		Errors        []struct{ Phase, Message string }
-		OK            *bool `json:"ok"`
+		OK            *bool   `json:"ok"`
+		Elapsed       float64 `json:"elapsed_seconds"`
+		Phases        []struct {
+			Phase   string
+			Seconds float64
+		}
 	}
 	decode := func(r result) report {
 		t.Helper()
@@ -140,6 +146,19 @@ func TestMonitoring(t *testing.T) {
 	r := runTool(t, c.Env(), "--staging", st, "--label", "j1", "--fast", "--json", "--", "sh", "-c", "echo from-the-command")
 	if rep := decode(r); r.code != 0 || rep.Label != "j1" || rep.ExitCode != 0 || rep.WALFiles == 0 || !strings.Contains(r.stderr, "from-the-command") {
 		t.Errorf("--json success: exit %d, %+v, stderr %q", r.code, rep, r.stderr)
+	}
+	// The phases, in order, account for the run's time.
+	full := decode(r)
+	phases, elapsed := full.Phases, full.Elapsed
+	var names []string
+	var sum float64
+	for _, p := range phases {
+		names = append(names, p.Phase)
+		sum += p.Seconds
+	}
+	want := []string{"usage", "prepare-staging", "connect", "preflight", "create-slot", "start", "snapshot", "stop", "collect-wal", "publish"}
+	if !slices.Equal(names, want) || sum > elapsed+0.001 || sum < elapsed*0.9 {
+		t.Errorf("phases %v sum to %.3fs of %.3fs; want %v", phases, sum, elapsed, want)
 	}
 	r = runTool(t, c.Env(), "--staging", st, "--label", "j2", "--fast", "--json", "--", "false")
 	if rep := decode(r); r.code != 4 || rep.ExitCode != 4 || len(rep.Errors) == 0 || rep.Errors[0].Phase != "snapshot" {
