@@ -10,19 +10,22 @@ type Major struct {
 	// 12 replaced with recovery.signal and the settings in the server's
 	// configuration.
 	RecoveryConf bool
+	// DefaultTimeline is the timeline recovery follows unless told:
+	// current up to 11, which do not know the word, latest from 12.
+	DefaultTimeline string
 }
 
 // majors has one row per major this tool has been tested with.
 var majors = []Major{
-	{Num: 10, PageMagic: 0xD097, RecoveryConf: true},
-	{Num: 11, PageMagic: 0xD098, RecoveryConf: true},
-	{Num: 12, PageMagic: 0xD101},
-	{Num: 13, PageMagic: 0xD106},
-	{Num: 14, PageMagic: 0xD10D},
-	{Num: 15, PageMagic: 0xD110},
-	{Num: 16, PageMagic: 0xD113},
-	{Num: 17, PageMagic: 0xD116},
-	{Num: 18, PageMagic: 0xD118},
+	{Num: 10, PageMagic: 0xD097, RecoveryConf: true, DefaultTimeline: "current"},
+	{Num: 11, PageMagic: 0xD098, RecoveryConf: true, DefaultTimeline: "current"},
+	{Num: 12, PageMagic: 0xD101, DefaultTimeline: "latest"},
+	{Num: 13, PageMagic: 0xD106, DefaultTimeline: "latest"},
+	{Num: 14, PageMagic: 0xD10D, DefaultTimeline: "latest"},
+	{Num: 15, PageMagic: 0xD110, DefaultTimeline: "latest"},
+	{Num: 16, PageMagic: 0xD113, DefaultTimeline: "latest"},
+	{Num: 17, PageMagic: 0xD116, DefaultTimeline: "latest"},
+	{Num: 18, PageMagic: 0xD118, DefaultTimeline: "latest"},
 }
 
 // MajorOf is the major of a server_version_num (150004 is 15).

@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	_ "github.com/lib/pq" // the rehearsal's query
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/staged"
@@ -27,8 +29,15 @@ type Rehearsal struct {
 	Label         string
 	Copy          string        // where the throwaway copy was
 	ToConsistency time.Duration // from server start to "consistent recovery state reached"
-	ToReady       time.Duration // from server start to the end of recovery
-	Databases     int           // what the query after recovery counted
+	ToReady       time.Duration // from server start to the end of recovery, or the pause or shutdown at its target
+	Databases     int           // what the query after recovery counted; -1 after a shutdown at the target
+	// Stopped is the server's own line on where recovery stopped, e.g.
+	// "recovery stopping after commit of transaction 747, time ..."; empty
+	// when it replayed to the end of the WAL.
+	Stopped string
+	// LastCommit is the time of the last transaction recovery replayed, as
+	// the server logged it; empty when the server did not say.
+	LastCommit string
 }
 
 // RehearseOptions add to Options what a rehearsal needs.
@@ -37,6 +46,7 @@ type RehearseOptions struct {
 	BinDir  string        // the server's programs; default /usr/lib/postgresql/MAJOR/bin
 	Scratch string        // where the copy goes; on the target's file system it is a reflink
 	Timeout time.Duration // for recovery to finish
+	User    string        // the role to query as; default: the data directory's owner's name
 }
 
 // Rehearse restores into a throwaway copy of the target, starts a private
@@ -150,39 +160,58 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 		"-c archive_mode=off -c cluster_name=pgfbb-rehearsal -c lc_messages=C", port, quote(sock), quote(hba), quote(copyDir))
 	started := time.Now()
 	defer pgctl("stop", "-D", copyDir, "-m", "immediate", "-w").Run()
-	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
+	// pg_ctl waits for connections, which a server that shuts down at its
+	// target may never take.
+	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-o", opts).CombinedOutput(); err != nil &&
+		!(o.Target.action() == "shutdown" && bytes.Contains(readLog(), []byte("shutdown at recovery target"))) {
 		return nil, fmt.Errorf("start rehearsal server: %v: %s", err, bytes.TrimSpace(out))
 	}
 
 	r := &Rehearsal{Label: m.Label, Copy: copyDir}
 	deadline := time.Now().Add(o.Timeout)
-	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", sock, port, ownerName(owner))
+	role := o.User
+	if role == "" {
+		role = ownerName(owner)
+	}
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", sock, port, quoteConninfo(role))
 	db, err := sql.Open("postgres", dsn)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	for {
-		if r.ToConsistency == 0 {
-			if bytes.Contains(readLog(), []byte("consistent recovery state reached")) {
-				r.ToConsistency = time.Since(started)
+	for done := false; !done; {
+		log := readLog()
+		if r.ToConsistency == 0 && bytes.Contains(log, []byte("consistent recovery state reached")) {
+			r.ToConsistency = time.Since(started)
+		}
+		if r.ToConsistency != 0 {
+			if done, err = recovered(ctx, db, o.Target, copyDir, log); err != nil {
+				return nil, fmt.Errorf("connect to the rehearsal server as %q: %w: give --rehearse-user, a superuser of the cluster", role, err)
 			}
 		}
-		var inRecovery bool
-		if r.ToConsistency != 0 && db.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery) == nil && !inRecovery {
-			r.ToReady = time.Since(started)
-			break
-		}
-		if ctx.Err() != nil {
+		switch {
+		case done:
+		case ctx.Err() != nil:
 			return nil, context.Cause(ctx)
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("recovery did not finish within %s; server log:\n%s", o.Timeout, tail(readLog()))
-		}
-		if exited(copyDir) {
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("recovery did not finish within %s; server log:\n%s", o.Timeout, tail(log))
+		case exited(copyDir):
 			return nil, fmt.Errorf("rehearsal server stopped during recovery; server log:\n%s", tail(readLog()))
+		default:
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	r.ToReady = time.Since(started)
+	log := readLog()
+	if m := stoppedLine.FindSubmatch(log); m != nil {
+		r.Stopped = string(m[1])
+	}
+	if m := lastCommitLine.FindSubmatch(log); m != nil {
+		r.LastCommit = string(m[1])
+	}
+	if o.Target.action() == "shutdown" {
+		r.Databases = -1
+		return r, nil
 	}
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_database").Scan(&r.Databases); err != nil {
 		return nil, fmt.Errorf("query after recovery: %w", err)
@@ -191,6 +220,36 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 		return nil, fmt.Errorf("stop rehearsal server: %v: %s", err, bytes.TrimSpace(out))
 	}
 	return r, nil
+}
+
+// The server's log lines on where recovery stopped and what it replayed
+// last; lc_messages=C keeps them in English.
+var (
+	stoppedLine    = regexp.MustCompile(`LOG:  (recovery stopping [^\n]*)`)
+	lastCommitLine = regexp.MustCompile(`LOG:  last completed transaction was at log time ([^\n]*)`)
+)
+
+// recovered tells whether recovery is over as the target's action says:
+// promoted, paused at the target, or shut down there. A role the server
+// does not know is an error; other failures to connect are a server that
+// does not accept connections yet.
+func recovered(ctx context.Context, db *sql.DB, t Target, pgdata string, log []byte) (bool, error) {
+	query := "SELECT NOT pg_is_in_recovery()"
+	switch t.action() {
+	case "shutdown":
+		return exited(pgdata) && bytes.Contains(log, []byte("shutdown at recovery target")), nil
+	case "pause":
+		if !bytes.Contains(log, []byte("recovery stopping")) {
+			return false, nil
+		}
+		query = "SELECT pg_is_wal_replay_paused()"
+	}
+	var got bool
+	err := db.QueryRowContext(ctx, query).Scan(&got)
+	if pq.As(err, pqerror.InvalidAuthorizationSpecification) != nil {
+		return false, err
+	}
+	return err == nil && got, nil
 }
 
 // exited reports whether the server has gone: pg_ctl start returns before
@@ -225,6 +284,11 @@ func ownerName(owner *syscall.Stat_t) string {
 		return u.Username
 	}
 	return "postgres"
+}
+
+// quoteConninfo quotes a value for a conninfo string.
+func quoteConninfo(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(s) + "'"
 }
 
 // giveTo gives a file of the rehearsal's own directory to the server's user.

@@ -44,9 +44,9 @@ type Options struct {
 	// OLD becomes NEW, like pg_basebackup --tablespace-mapping OLD=NEW.
 	// PostgreSQL re-creates the pg_tblspc links from the map.
 	TablespaceMapping [][2]string
-	// Target is where recovery stops: "immediate" (the end of the backup,
-	// the default), "latest", a timestamp or an LSN.
-	Target string
+	// Target is where recovery stops and what the server does there; the
+	// zero value stops at the end of the backup and promotes.
+	Target Target
 	// RestoreCommand fetches WAL from an archive; required to recover past
 	// the staged WAL or when none was staged.
 	RestoreCommand string
@@ -61,7 +61,7 @@ var ErrRefused = errors.New("restore refused")
 
 // Validate checks the options' own values, before any file is read.
 func (o Options) Validate() error {
-	if _, err := recoveryTarget(o.Target); err != nil {
+	if err := o.Target.check(); err != nil {
 		return err
 	}
 	if i := strings.IndexFunc(o.RestoreCommand, unicode.IsControl); i >= 0 {
@@ -72,45 +72,6 @@ func (o Options) Validate() error {
 			if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 				return fmt.Errorf("--tablespace-mapping %s=%s: want clean absolute paths", m[0], m[1])
 			}
-		}
-	}
-	return nil
-}
-
-// timeLayouts are the recovery_target_time forms accepted.
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07",
-	"2006-01-02 15:04:05 MST", "2006-01-02 15:04:05"}
-
-// recoveryTarget renders Target as recovery settings.
-func recoveryTarget(target string) ([]string, error) {
-	switch target {
-	case "", "immediate":
-		return []string{"recovery_target = 'immediate'"}, nil
-	case "latest":
-		return nil, nil
-	}
-	if _, err := pgformat.ParseLSN(target); err == nil {
-		return []string{"recovery_target_lsn = '" + target + "'"}, nil
-	}
-	for _, layout := range timeLayouts {
-		if _, err := time.Parse(layout, target); err == nil {
-			return []string{"recovery_target_time = '" + target + "'"}, nil
-		}
-	}
-	return nil, fmt.Errorf("--target %q: want immediate, latest, an LSN (0/3000028) or a time (2026-11-25 08:00:00+00:00)", target)
-}
-
-// checkTargetAfterEnd refuses a target before the backup's end, where
-// recovery would fail late: it cannot stop before it is consistent.
-func checkTargetAfterEnd(target string, m *staged.Manifest) error {
-	if lsn, err := pgformat.ParseLSN(target); err == nil && lsn < m.StopLSN {
-		return fmt.Errorf("--target %s is before the end of backup %s (%s): recovery cannot stop before it is consistent", target, m.Label, m.StopLSN)
-	}
-	// A time without a zone is the server's local time, unknown here.
-	for _, layout := range timeLayouts[:len(timeLayouts)-1] {
-		if t, err := time.Parse(layout, target); err == nil && t.Before(m.StoppedAt) {
-			return fmt.Errorf("--target %s is before the end of backup %s (%s): recovery cannot stop before it is consistent",
-				target, m.Label, m.StoppedAt.Format(time.RFC3339))
 		}
 	}
 	return nil
@@ -201,14 +162,14 @@ func (p *plan) check(ctx context.Context) error {
 	if m.WALMode != staged.WALCopy && o.RestoreCommand == "" {
 		return fmt.Errorf("backup %s has no staged WAL: give --restore-command to fetch %s..%s from your archive", m.Label, m.StartWAL, m.StopWAL)
 	}
-	if o.Target != "" && o.Target != "immediate" && o.RestoreCommand == "" {
-		return fmt.Errorf("--target %s needs WAL past the backup: give --restore-command", o.Target)
+	if o.Target.NeedsArchive() && o.RestoreCommand == "" {
+		return fmt.Errorf("recovery that %s needs WAL past the backup: give --restore-command", o.Target)
 	}
 	if endsAtWALEnd(o, m) && o.RestoreCommand != "" {
 		return fmt.Errorf("backup %s is from a standby: --target immediate replays its staged WAL to the end, "+
 			"and with --restore-command that would be the whole archive; give an LSN or time target instead", m.Label)
 	}
-	if err := checkTargetAfterEnd(o.Target, m); err != nil {
+	if err := o.Target.checkAfter(m); err != nil {
 		return err
 	}
 	if p.label, err = p.backup.ReadFile(ctx, staged.LabelFile); err != nil {
@@ -588,7 +549,7 @@ func (p *plan) relinkWAL() error {
 // be exactly where the backup ends. Its staged WAL ends just past the
 // backup's end anyway.
 func endsAtWALEnd(o Options, m *staged.Manifest) bool {
-	return (o.Target == "" || o.Target == "immediate") && m.BackupFrom == staged.FromStandby
+	return o.Target.kind() == TargetImmediate && m.BackupFrom == staged.FromStandby
 }
 
 // writeRecovery writes recovery.conf (10, 11) or recovery.signal plus
@@ -601,9 +562,9 @@ func quoteSetting(v string) string {
 }
 
 func (p *plan) writeRecovery() error {
-	target, _ := recoveryTarget(p.o.Target)
+	target := p.o.Target.settings(p.major)
 	if endsAtWALEnd(p.o, p.m) {
-		target = nil
+		target = Target{Kind: TargetLatest}.settings(p.major)
 	}
 	cmd := p.o.RestoreCommand
 	if cmd == "" {
@@ -613,7 +574,6 @@ func (p *plan) writeRecovery() error {
 		"# written by pgfbb-wrap restore at " + time.Now().UTC().Format(time.RFC3339),
 		"restore_command = " + quoteSetting(cmd),
 	}, target...)
-	lines = append(lines, "recovery_target_action = 'promote'")
 	text := []byte(strings.Join(lines, "\n") + "\n")
 	if p.major.RecoveryConf {
 		return p.create(p.pgdata, "recovery.conf", text)

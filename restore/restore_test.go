@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
@@ -139,9 +138,9 @@ func TestValidate(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{Target: "immediate"}, ""},
-		{Options{Target: "2026-11-25 08:00:00+00:00"}, ""},
-		{Options{Target: "yesterday"}, "--target"},
+		{Options{Target: Target{Kind: TargetTime, Value: "2026-11-25 08:00:00+00"}}, ""},
+		{Options{Target: Target{Kind: TargetTime, Value: "yesterday"}}, "--target"},
+		{Options{Target: Target{Kind: TargetName, Value: "x", Exclusive: true}}, "--target-exclusive"},
 		{Options{RestoreCommand: "cp /a/%f %p"}, ""},
 		{Options{RestoreCommand: "cp /a/%f %p\nrecovery_target = 'immediate'"}, "control character"},
 		{Options{RestoreCommand: "cp\t/a"}, "control character"},
@@ -155,29 +154,6 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate(%+v) = %v, want %q", tt.o, err, tt.want)
 			}
 		})
-	}
-}
-
-func TestTargetAfterEnd(t *testing.T) {
-	m := &staged.Manifest{Label: "b", StopLSN: 0x3000100}
-	m.StoppedAt, _ = time.Parse(time.RFC3339, "2026-11-25T08:00:00Z")
-	tests := []struct {
-		target string
-		ok     bool
-	}{
-		{"immediate", true},
-		{"latest", true},
-		{"0/0", false},
-		{"0/30000FF", false},
-		{"0/3000100", true},
-		{"2026-11-25 07:59:59+00:00", false},
-		{"2026-11-25T08:00:01Z", true},
-		{"2026-11-25 07:00:00", true}, // the server's time zone decides
-	}
-	for _, tt := range tests {
-		if err := checkTargetAfterEnd(tt.target, m); (err == nil) != tt.ok {
-			t.Errorf("checkTargetAfterEnd(%s) = %v, want ok=%v", tt.target, err, tt.ok)
-		}
 	}
 }
 
