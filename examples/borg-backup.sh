@@ -19,6 +19,7 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
                                                      # names (labels) are the prefix, then the date
 : "${BORG_KEEP:=--keep-daily 7 --keep-weekly 4}"   # borg prune's policy
 : "${SHIP_FROM:=/run/pgfbb-ship/${BORG_PREFIX%-}}" # where a backup is bound while it ships
+: "${LOCAL_KEEP:=7}"                                 # unshipped backups kept here at most (the newest)
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
@@ -43,6 +44,10 @@ cleanup() {
 	rm -rf "${STAGING:?}/$label"
 }
 trap cleanup EXIT
+# A signal ends the script once the command running has ended, and the
+# cleanup runs after it, not beside it.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # bound LABEL COMMAND...: runs COMMAND with LABEL's snapshot and staged
 # directory bound at SHIP_FROM, in a mount namespace of its own: the binds
@@ -60,30 +65,55 @@ bound() {
 # archive, then both local copies go. borg's files cache, which spares it
 # reading unchanged files, knows them by their path: so the backup is bound
 # at fixed paths, SHIP_FROM/pgdata and SHIP_FROM/staged.
+# An archive of the label is one a killed run uploaded, or one with
+# warnings (exit 1): it is made again, since borg refuses an existing name.
+# The archive's time is the label's, not the upload's, for retention.
 ship() {
-	bound "$1" borg create --lock-wait 600 --compression zstd "::$1" "$SHIP_FROM"
-	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null
+	local stamp=${1#"$BORG_PREFIX"}
+	stamp=${stamp:0:4}-${stamp:4:2}-${stamp:6:2}T${stamp:9:2}:${stamp:11:2}:${stamp:13:2}
+	if borg info --lock-wait 600 "::$1" >/dev/null 2>&1; then
+		borg delete --lock-wait 600 "::$1" || return
+	fi
+	bound "$1" borg create --lock-wait 600 --compression zstd --timestamp "$stamp" "::$1" "$SHIP_FROM" || return
+	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null || return
 	rm -rf "${STAGING:?}/$1"
 }
 
-pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" \
+pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" --keep-last "$LOCAL_KEEP" \
 	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
 
-# One run ships at a time; earlier runs' backups that were made but not
-# shipped go first.
+# One run ships at a time. Under the lock, a snapshot without its staged
+# backup (complete or being made) is one a killed run left, and a staged
+# backup without its snapshot one whose shipping was killed after the
+# snapshot went: neither is of use. Then earlier runs' backups that were
+# made but not shipped go first; one that fails again stays for the next
+# run and does not hold this run's own back.
 exec 9>"$STAGING/.$(basename "$0").lock"
 flock 9
-for dir in "$STAGING/$BORG_PREFIX"[0-9]*/; do
-	old=$(basename "$dir")
-	if [ "$old" != "$label" ] && [ -d "$SNAPDIR/$old" ]; then ship "$old"; fi
+for snap in "$SNAPDIR/$BORG_PREFIX"[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T*/; do
+	old=$(basename "$snap")
+	if [ -d "$snap" ] && ! compgen -G "$STAGING/.$old.partial-*" >/dev/null && [ ! -e "$STAGING/$old" ]; then
+		echo "$(basename "$0"): deleting $snap, a snapshot without its backup" >&2
+		btrfs subvolume delete "$snap" >/dev/null || echo "$(basename "$0"): warning: could not delete $snap" >&2
+	fi
 done
-ship "$label"
+for dir in "$STAGING/$BORG_PREFIX"[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T*/; do
+	old=$(basename "$dir")
+	if [ ! -d "$dir" ] || [ "$old" = "$label" ]; then continue; fi
+	if [ ! -d "$SNAPDIR/$old" ]; then
+		rm -rf "$dir"
+	elif ! ship "$old"; then
+		echo "$(basename "$0"): warning: backup $old could not be shipped again: it stays for the next run" >&2
+	fi
+done
+# Another run may have shipped this one while it waited for the lock.
+if [ -d "$STAGING/$label" ]; then ship "$label"; fi
 shipped=1
 
-# The label after the prefix starts with its date: another cluster's prefix
-# that merely starts with this one ("pgfbb-reports-") does not match.
+# The label after the prefix is its date: another cluster's prefix that
+# merely starts with this one ("pgfbb-2-") does not match.
 # shellcheck disable=SC2086 # BORG_KEEP is a list of options
-borg prune --lock-wait 600 --glob-archives "$BORG_PREFIX[0-9]*" $BORG_KEEP
+borg prune --lock-wait 600 --glob-archives "$BORG_PREFIX[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T*" $BORG_KEEP
 # borg 1.2 frees the space of pruned archives only here.
 borg compact --lock-wait 600

@@ -13,7 +13,7 @@ set -euo pipefail
 export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${PGDATA_SUBVOL:=/srv/pgdata}" # the subvolume that holds the whole cluster
-: "${SNAPDIR:=/srv/snapshots}"     # on the same btrfs file system
+: "${SNAPDIR:=/srv/snapshots}"     # on the same btrfs file system; this cluster's alone
 : "${STAGING:=/var/backups/pg}"    # label and WAL, a directory per backup
 : "${KEEP:=7}"                     # complete backups to keep
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
@@ -26,12 +26,14 @@ snapdir=$(quote "$SNAPDIR")
 
 # A snapshot without its backup, complete or being made, is one a killed run
 # (SIGKILL, a power cut) left: useless without its label and WAL, and no
-# prune would ever find it.
+# prune would ever find it. The partial is looked for first: a run that
+# publishes in between then has its backup found. SNAPDIR holds the
+# snapshots of this STAGING's cluster alone.
 for snap in "$SNAPDIR"/pgfbb-[0-9]*/; do
 	label=$(basename "$snap")
-	if [ -d "$snap" ] && [ ! -e "$STAGING/$label" ] && ! compgen -G "$STAGING/.$label.partial-*" >/dev/null; then
+	if [ -d "$snap" ] && ! compgen -G "$STAGING/.$label.partial-*" >/dev/null && [ ! -e "$STAGING/$label" ]; then
 		echo "btrfs-backup: deleting $snap, a snapshot without its backup" >&2
-		btrfs subvolume delete "$snap" >/dev/null
+		btrfs subvolume delete "$snap" >/dev/null || echo "btrfs-backup: warning: could not delete $snap" >&2
 	fi
 done
 

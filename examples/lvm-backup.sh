@@ -22,22 +22,28 @@ export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
 mkdir -p "$MNT_BASE" "$ARCHIVE"
-# One run at a time. Under the lock every snapshot volume of this script is
-# one a killed run (SIGKILL, a power cut) left, maybe mounted: it goes, with
-# its staged files, before it fills up or slows the origin's writes. (LVM
-# warns about inherited descriptors, the lock's among them.)
+if ! [[ $ARCHIVE_KEEP =~ ^[1-9][0-9]*$ ]]; then
+	echo "lvm-backup: ARCHIVE_KEEP=$ARCHIVE_KEEP: want 1 or more" >&2
+	exit 2
+fi
+# One run per staging directory at a time. Under the lock, a snapshot of
+# $LV made by this script is one a killed run (SIGKILL, a power cut) left,
+# maybe mounted: it goes before it fills up or slows the origin's writes;
+# so do the staged files and tars of killed runs. Snapshots of other
+# volumes are other clusters'. (LVM warns about inherited descriptors, the
+# lock's among them.)
 export LVM_SUPPRESS_FD_WARNINGS=1
 exec 9>"$STAGING/.lvm-backup.lock"
 flock 9
-volumes=$(lvs --noheadings -o lv_name "$VG")
-for old in $volumes; do
-	if [[ $old != pgsnap-nightly-* ]]; then continue; fi
+volumes=$(lvs --noheadings -o lv_name,origin "$VG")
+while read -r old origin; do
+	if [[ $old != pgsnap-nightly-* || $origin != "$LV" ]]; then continue; fi
 	echo "lvm-backup: removing $VG/$old, a snapshot volume a killed run left" >&2
 	if mountpoint -q "$MNT_BASE/$old"; then umount "$MNT_BASE/$old" || umount -l "$MNT_BASE/$old"; fi
 	rmdir "$MNT_BASE/$old" 2>/dev/null || true
 	lvremove -y "$VG/$old" >/dev/null
-	rm -rf "${STAGING:?}/${old#pgsnap-}" "$ARCHIVE/${old#pgsnap-}.tar.partial"
-done
+done <<<"$volumes"
+rm -rf "${STAGING:?}"/nightly-[0-9]*/ "$ARCHIVE"/nightly-*.tar.partial
 # A label of this run alone ($$): the cleanup below removes nothing of another.
 label=nightly-$(date -u +%Y%m%dT%H%M%SZ)-$$
 snap=pgsnap-$label
@@ -55,6 +61,10 @@ cleanup() {
 	rm -rf "${STAGING:?}/$label" "$ARCHIVE/$label.tar.partial"
 }
 trap cleanup EXIT
+# A signal ends the script once the command running has ended, and the
+# cleanup runs after it, not beside it.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 pgfbb-wrap --staging "$STAGING" --label "$label" --timeout 10m --covers "$LV_MOUNT" \
 	--delete-command "lvremove -y $VG/pgsnap-\${PGFBB_LABEL}" -- \
@@ -69,4 +79,4 @@ tar -C / -cf "$ARCHIVE/$label.tar.partial" "${mnt#/}" "${STAGING#/}/$label"
 sync -f "$ARCHIVE/$label.tar.partial"
 mv "$ARCHIVE/$label.tar.partial" "$ARCHIVE/$label.tar"
 # The newest ARCHIVE_KEEP tars stay (labels start with their date).
-find "$ARCHIVE" -maxdepth 1 -name 'nightly-*.tar' | sort -r | tail -n "+$((ARCHIVE_KEEP + 1))" | xargs -r rm --
+find "$ARCHIVE" -maxdepth 1 -name 'nightly-*.tar' -print0 | sort -rz | tail -zn "+$((ARCHIVE_KEEP + 1))" | xargs -0r rm --

@@ -20,6 +20,7 @@ export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
                                                      # the labels: letters, digits, . _ -)
 : "${RESTIC_KEEP:=--keep-daily 7 --keep-weekly 4}" # restic forget's policy
 : "${SHIP_FROM:=/run/pgfbb-ship/$RESTIC_TAG}"      # where a backup is bound while it ships
+: "${LOCAL_KEEP:=7}"                                 # unshipped backups kept here at most (the newest)
 export PGHOST="${PGHOST:-/var/run/postgresql}" PGUSER="${PGUSER:-postgres}"
 
 install -d -m 0700 "$STAGING"
@@ -44,6 +45,10 @@ cleanup() {
 	rm -rf "${STAGING:?}/$label"
 }
 trap cleanup EXIT
+# A signal ends the script once the command running has ended, and the
+# cleanup runs after it, not beside it.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # bound LABEL COMMAND...: runs COMMAND with LABEL's snapshot and staged
 # directory bound at SHIP_FROM, in a mount namespace of its own: the binds
@@ -62,25 +67,50 @@ bound() {
 # changed since its parent, the newest snapshot of the same paths: so the
 # backup is bound at fixed paths, SHIP_FROM/pgdata and SHIP_FROM/staged,
 # and the label, new every night, is a tag.
+# A snapshot of the label in the repository is one a killed run uploaded
+# before it could delete the local copies: it is not made again. The
+# snapshot's time is the label's, not the upload's, for retention.
 ship() {
-	bound "$1" restic backup --quiet --tag "$RESTIC_TAG" --tag "label=$1" "$SHIP_FROM"
-	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null
+	local existing stamp=${1#"$RESTIC_TAG"-}
+	stamp=${stamp:0:4}-${stamp:4:2}-${stamp:6:2}" "${stamp:9:2}:${stamp:11:2}:${stamp:13:2}
+	existing=$(restic snapshots --quiet --tag "label=$1" --json) || return
+	if [ "$existing" = "[]" ]; then
+		bound "$1" env TZ=UTC restic backup --quiet --time "$stamp" --tag "$RESTIC_TAG" --tag "label=$1" "$SHIP_FROM" || return
+	fi
+	btrfs subvolume delete "$SNAPDIR/$1" >/dev/null || return
 	rm -rf "${STAGING:?}/$1"
 }
 
-pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" \
+pgfbb-wrap --staging "$STAGING" --label "$label" --fast --covers "$PGDATA_SUBVOL" --keep-last "$LOCAL_KEEP" \
 	--delete-command "btrfs subvolume delete $snapdir/\${PGFBB_LABEL}" -- \
 	btrfs subvolume snapshot -r "$PGDATA_SUBVOL" "$SNAPDIR/$label" >/dev/null
 
-# One run ships at a time; earlier runs' backups that were made but not
-# shipped go first.
+# One run ships at a time. Under the lock, a snapshot without its staged
+# backup (complete or being made) is one a killed run left, and a staged
+# backup without its snapshot one whose shipping was killed after the
+# snapshot went: neither is of use. Then earlier runs' backups that were
+# made but not shipped go first; one that fails again stays for the next
+# run and does not hold this run's own back.
 exec 9>"$STAGING/.$(basename "$0").lock"
 flock 9
-for dir in "$STAGING/$RESTIC_TAG"-[0-9]*/; do
-	old=$(basename "$dir")
-	if [ "$old" != "$label" ] && [ -d "$SNAPDIR/$old" ]; then ship "$old"; fi
+for snap in "$SNAPDIR/$RESTIC_TAG"-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T*/; do
+	old=$(basename "$snap")
+	if [ -d "$snap" ] && ! compgen -G "$STAGING/.$old.partial-*" >/dev/null && [ ! -e "$STAGING/$old" ]; then
+		echo "$(basename "$0"): deleting $snap, a snapshot without its backup" >&2
+		btrfs subvolume delete "$snap" >/dev/null || echo "$(basename "$0"): warning: could not delete $snap" >&2
+	fi
 done
-ship "$label"
+for dir in "$STAGING/$RESTIC_TAG"-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T*/; do
+	old=$(basename "$dir")
+	if [ ! -d "$dir" ] || [ "$old" = "$label" ]; then continue; fi
+	if [ ! -d "$SNAPDIR/$old" ]; then
+		rm -rf "$dir"
+	elif ! ship "$old"; then
+		echo "$(basename "$0"): warning: backup $old could not be shipped again: it stays for the next run" >&2
+	fi
+done
+# Another run may have shipped this one while it waited for the lock.
+if [ -d "$STAGING/$label" ]; then ship "$label"; fi
 shipped=1
 
 # Grouped by host and the fixed paths, not tags: every night's label tag

@@ -8,6 +8,8 @@
 # backup of the cluster makes it fail (exit 2), so a second run never disturbs
 # a backup in progress.
 set -euo pipefail
+# cron starts with PATH=/usr/bin:/bin: pgfbb-wrap is in /usr/local/bin.
+export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 : "${PGFBB_STAGING:=/var/backups/pg/staging}" # where post publishes the backup
 : "${LABEL:=}"                                 # empty: pgfbb-YYYYMMDDTHHMMSSZ, one per backup

@@ -260,8 +260,8 @@ func TestExampleBorg(t *testing.T) {
 	borg("init", "--encryption=repokey")
 	// prune's weekly rule keeps the newest of those the daily rule left.
 	testShipping(t, "borg-backup.sh", env, func() int { return len(strings.Fields(borg("list", "--short"))) }, 2, "BORG_PASSPHRASE=wrong")
-	if data, _ := os.ReadFile(calls); strings.Count(string(data), "compact\n") != 4 || strings.Count(string(data), "prune\n") != 4 {
-		t.Errorf("borg subcommands run: %q, want compact after every prune", data)
+	if data, _ := os.ReadFile(calls); strings.Count(string(data), "prune\n") != 5 || strings.Count(string(data), "prune\ncompact\n") != 5 {
+		t.Errorf("borg subcommands run: %q, want compact after every prune, one each successful night", data)
 	}
 	// Under the fixed paths borg's files cache knows unchanged files.
 	last := strings.TrimSpace(borg("list", "--short", "--last", "1"))
@@ -309,6 +309,29 @@ func testShipping(t *testing.T, script string, env []string, count func() int, k
 	stop()
 	if code != 0 {
 		t.Fatalf("the night after: exit %d:\n%s", code, out)
+	}
+	b.markers = "after,before" // committed when the load stopped, before the nights below
+	// A night killed after its upload, before it removed the local copies
+	// (here the snapshot's deletion fails): the next night neither fails on
+	// the name being taken (borg) nor uploads it twice (restic).
+	realBtrfs, err := exec.LookPath("btrfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, once := t.TempDir(), filepath.Join(t.TempDir(), "fail-once")
+	wrapper := "#!/bin/sh\nif [ \"$1 $2\" = \"subvolume delete\" ] && [ -e " + once + " ]; then rm " + once +
+		"; echo 'btrfs: failing, as told' >&2; exit 1; fi\nexec " + realBtrfs + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "btrfs"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(once, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out = night("PATH=" + bin + ":" + path); code == 0 || len(completeLabels(t, st)) != 1 {
+		t.Fatalf("a night whose local deletion failed: exit %d, backups %v\n%s", code, completeLabels(t, st), out)
+	}
+	if code, out = night(); code != 0 || strings.Contains(out, "warning") {
+		t.Fatalf("the night after the one whose local deletion failed: exit %d:\n%s", code, out)
 	}
 	if n := count(); n != kept {
 		t.Errorf("the repository holds %d backups after retention, want %d", n, kept)
@@ -386,7 +409,7 @@ func TestLVMControlFlow(t *testing.T) {
 			}
 			// The sweep for a killed run's volumes lists them first.
 			log := calls(t, dir)
-			if len(log) < 2 || log[0] != "lvs --noheadings -o lv_name vg0" ||
+			if len(log) < 2 || log[0] != "lvs --noheadings -o lv_name,origin vg0" ||
 				!strings.HasPrefix(log[1], "lvcreate --snapshot --size 10G --name pgsnap-nightly-") || !strings.HasSuffix(log[1], " vg0/pgdata") {
 				t.Fatalf("calls: %q", log)
 			}
@@ -440,15 +463,17 @@ func TestLVMControlFlow(t *testing.T) {
 		archive, st, mnts := filepath.Join(root, "archive"), filepath.Join(root, "staging"), filepath.Join(root, "mnt")
 		env, dir := standins(t, toolPath(t), "lvcreate", "lvremove", "lvs", "blkid", "mount", "umount", "mountpoint", "tar")
 		env = append(append(env, c.Env()...), "LV_MOUNT="+filepath.Dir(c.PGData), "STAGING="+st, "ARCHIVE="+archive, "MNT_BASE="+mnts)
-		const killed = "nightly-20260101T000000Z-1"
+		// Another cluster's snapshot, of another volume in the group, stays.
+		const killed, others = "nightly-20260101T000000Z-1", "pgsnap-nightly-20260101T000000Z-2"
 		for _, d := range []string{filepath.Join(st, killed), filepath.Join(mnts, "pgsnap-"+killed), archive} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, f := range []string{filepath.Join(dir, "state", "lv-pgsnap-"+killed), filepath.Join(dir, "state", "mounted"),
-			filepath.Join(archive, killed+".tar.partial")} {
-			if err := os.WriteFile(f, nil, 0o600); err != nil {
+		for f, content := range map[string]string{filepath.Join(dir, "state", "lv-pgsnap-"+killed): "pgdata\n",
+			filepath.Join(dir, "state", "lv-"+others): "pg16\n", filepath.Join(dir, "state", "mounted"): "",
+			filepath.Join(archive, killed+".tar.partial"): ""} {
+			if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -460,8 +485,8 @@ func TestLVMControlFlow(t *testing.T) {
 		if !slices.Contains(log, "umount "+filepath.Join(mnts, "pgsnap-"+killed)) || !slices.Contains(log, "lvremove -y vg0/pgsnap-"+killed) {
 			t.Errorf("calls: %q", log)
 		}
-		if left := leftovers(t, dir); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
+		if left := leftovers(t, dir); !slices.Equal(left, []string{"lv-" + others}) {
+			t.Errorf("left behind: %v, want only the other cluster's snapshot", left)
 		}
 		for _, p := range []string{filepath.Join(st, killed), filepath.Join(mnts, "pgsnap-"+killed), filepath.Join(archive, killed+".tar.partial")} {
 			if _, err := os.Stat(p); err == nil {
@@ -511,10 +536,11 @@ func TestZFSControlFlow(t *testing.T) {
 		if len(labels) != 2 || len(left) != 2 || left[0] != "zfs-tank_pgdata@"+labels[1] || left[1] != "zfs-tank_pgdata@"+labels[0] {
 			t.Errorf("backups %v, snapshots %v, want the same two", labels, left)
 		}
-		shipped, _ := filepath.Glob(filepath.Join(ship, "*"))
-		if len(shipped) != 4 || slices.ContainsFunc(shipped, func(p string) bool { return strings.HasSuffix(p, ".partial") }) ||
-			!slices.Contains(shipped, filepath.Join(ship, labels[0]+".zfs")) || !slices.Contains(shipped, filepath.Join(ship, labels[1]+".staged.tar")) {
-			t.Errorf("shipped: %v, want a stream and a tar of each of the 2 newest nights (SHIP_KEEP=2)", shipped)
+		shipped, _ := filepath.Glob(filepath.Join(ship, "*", "*"))
+		want := []string{filepath.Join(ship, labels[1], "staged.tar"), filepath.Join(ship, labels[1], "tank_pgdata.zfs"),
+			filepath.Join(ship, labels[0], "staged.tar"), filepath.Join(ship, labels[0], "tank_pgdata.zfs")}
+		if slices.Sort(shipped); !slices.Equal(shipped, want) {
+			t.Errorf("shipped: %v, want a stream and a tar of each of the 2 newest nights (SHIP_KEEP=2): %v", shipped, want)
 		}
 		if log := calls(t, dir); !slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "zfs snapshot -r tank/pgdata@pgfbb-") }) {
 			t.Errorf("calls: %q", log)
@@ -540,15 +566,18 @@ func TestZFSControlFlow(t *testing.T) {
 			if len(left) != len(labels) {
 				t.Errorf("snapshots %v for backups %v: a snapshot without its label and WAL", left, labels)
 			}
-			if shipped, _ := filepath.Glob(filepath.Join(ship, "*")); len(shipped) > 0 {
+			if shipped, _ := filepath.Glob(filepath.Join(ship, "pgfbb-*")); len(shipped) > 0 {
 				t.Errorf("a failed run shipped %v", shipped)
 			}
 		})
 	}
 	// A killed run's snapshot, without its backup, goes; one whose backup a
 	// live run is making stays.
-	t.Run("a killed run's snapshot", func(t *testing.T) {
-		env, dir, st, _ := setup(t)
+	t.Run("a killed run's snapshot and shipment", func(t *testing.T) {
+		env, dir, st, ship := setup(t)
+		if err := os.Mkdir(filepath.Join(ship, "pgfbb-20260101T000000Z-1.partial"), 0o700); err != nil {
+			t.Fatal(err)
+		}
 		orphan, making := backup.DefaultLabel(time.Now().Add(-2*time.Hour)), backup.DefaultLabel(time.Now().Add(-time.Hour))
 		for _, label := range []string{orphan, making} {
 			if err := os.WriteFile(filepath.Join(dir, "state", "zfs-tank_pgdata@"+label), nil, 0o600); err != nil {
@@ -565,6 +594,9 @@ func TestZFSControlFlow(t *testing.T) {
 		left := leftovers(t, dir)
 		if slices.Contains(left, "zfs-tank_pgdata@"+orphan) || !slices.Contains(left, "zfs-tank_pgdata@"+making) || len(left) != 2 {
 			t.Errorf("snapshots %v: want the one being made and the new one", left)
+		}
+		if shipped, _ := filepath.Glob(filepath.Join(ship, "pgfbb-*")); len(shipped) != 1 || strings.HasSuffix(shipped[0], ".partial") {
+			t.Errorf("shipped %v: want the run's own, and no partial", shipped)
 		}
 	})
 }
@@ -783,12 +815,12 @@ func TestPrePostShipFails(t *testing.T) {
 	st := filepath.Join(t.TempDir(), "staging")
 	killHolders(t, st)
 	env := append(c.Env(), "PATH="+toolPath(t), "PGFBB_STAGING="+st)
-	night := func(shipTo string, want int) string {
+	night := func(shipTo string, want int, extra ...string) string {
 		t.Helper()
-		if code, out := runScript(t, env, "prepost/pre.sh"); code != 0 {
+		if code, out := runScript(t, append(env, extra...), "prepost/pre.sh"); code != 0 {
 			t.Fatalf("pre.sh: exit %d\n%s", code, out)
 		}
-		code, out := runScript(t, append(env, "SHIP_TO="+shipTo), "prepost/post.sh")
+		code, out := runScript(t, append(append(env, extra...), "SHIP_TO="+shipTo), "prepost/post.sh")
 		if code != want {
 			t.Fatalf("post.sh: exit %d, want %d\n%s", code, want, out)
 		}
@@ -805,5 +837,24 @@ func TestPrePostShipFails(t *testing.T) {
 	night(shipped, 0)
 	if got, _ := os.ReadDir(shipped); len(got) != 1 || got[0].Name() == kept[0] || !slices.Equal(completeLabels(t, st), kept) {
 		t.Errorf("the next night shipped %v; staged %v", got, completeLabels(t, st))
+	}
+	// A fixed LABEL ships to the same place: each night's copy replaces the
+	// last one whole, also over what a killed copy left.
+	fixed := t.TempDir()
+	var starts []string
+	for i := range 2 {
+		if i == 1 {
+			if err := os.MkdirAll(filepath.Join(fixed, "nightly.partial", "junk"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		night(fixed, 0, "LABEL=nightly", "PGFBB_JSON=true") // the summary goes to stdout whatever the environment says
+		starts = append(starts, readManifest(t, filepath.Join(fixed, "nightly")).StartLSN.String())
+	}
+	if got, _ := os.ReadDir(fixed); len(got) != 1 || starts[0] == starts[1] {
+		t.Errorf("a fixed label shipped %v, backups starting at %v: want one directory, the second night's", got, starts)
+	}
+	if _, err := os.Stat(filepath.Join(fixed, "nightly", "nightly.partial")); err == nil {
+		t.Error("the second night's copy went into the first's")
 	}
 }

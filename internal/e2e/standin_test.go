@@ -20,11 +20,11 @@ import (
 // standinScripts are the stand-ins' bodies, after the common head; $S is
 // the state directory.
 var standinScripts = map[string]string{
-	"lvcreate": `while [ $# -gt 0 ]; do [ "$1" = --name ] && n=$2; shift; done
-touch "$S/lv-$n"
+	"lvcreate": `while [ $# -gt 0 ]; do [ "$1" = --name ] && n=$2; origin=$1; shift; done
+echo "${origin#*/}" > "$S/lv-$n"
 if [ -n "$STANDIN_AFTER_CREATE" ]; then sh -c "$STANDIN_AFTER_CREATE" >/dev/null; fi`,
 	"lvremove": `for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ] || { echo "lvremove: $v not found" >&2; exit 5; }; rm "$S/lv-${v#*/}"`,
-	"lvs": `case $1 in --noheadings) for f in "$S"/lv-*; do if [ -e "$f" ]; then echo "  ${f##*/lv-}"; fi; done; exit 0 ;; esac
+	"lvs": `case $1 in --noheadings) for f in "$S"/lv-*; do if [ -e "$f" ]; then echo "  ${f##*/lv-} $(cat "$f")"; fi; done; exit 0 ;; esac
 for a; do v=$a; done; [ -e "$S/lv-${v#*/}" ]`,
 	"blkid":      `echo "${STANDIN_FSTYPE:-ext4}"`,
 	"mount":      `touch "$S/mounted"`,
@@ -37,6 +37,7 @@ snapshot) for a; do v=$a; done; touch "$S/zfs-$(echo "$v" | tr / _)"
 destroy) for a; do v=$a; done; f="$S/zfs-$(echo "$v" | tr / _)"; [ -e "$f" ] || { echo "zfs: $v: no such snapshot" >&2; exit 1; }; rm "$f" ;;
 list) case " $* " in
 	*" snapshot "*) for f in "$S"/zfs-*; do if [ -e "$f" ]; then echo "${f##*/zfs-}" | tr _ /; fi; done ;;
+	*" name "*) printf '%s\n' ${STANDIN_ZFS_DATASETS:-tank/pgdata} ;;
 	*) printf '%s\n' $STANDIN_ZFS_MOUNTS ;;
 	esac ;;
 send) echo "a zfs stream of $*" ;;
