@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -223,6 +225,52 @@ func (k keepaliveDialer) DialContext(ctx context.Context, network, address strin
 	return k.d.DialContext(ctx, network, address)
 }
 
+// peerDialer dials as net.Dialer does and remembers, of a Unix socket, the
+// process at its other end: the one that listens on it, a postmaster or a
+// proxy.
+type peerDialer struct {
+	d   net.Dialer
+	pid atomic.Int32
+}
+
+func (p *peerDialer) Dial(network, address string) (net.Conn, error) {
+	return p.DialContext(context.Background(), network, address)
+}
+
+func (p *peerDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return p.DialContext(ctx, network, address)
+}
+
+func (p *peerDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := p.d.DialContext(ctx, network, address)
+	if uc, ok := c.(*net.UnixConn); ok && err == nil {
+		if raw, rerr := uc.SyscallConn(); rerr == nil {
+			raw.Control(func(fd uintptr) {
+				if cred, cerr := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); cerr == nil {
+					p.pid.CompareAndSwap(0, cred.Pid)
+				}
+			})
+		}
+	}
+	return c, err
+}
+
+// postmaster tells whether the first Unix socket dialled was a
+// PostgreSQL postmaster's own: then no proxy can pool its sessions, and
+// the three-client check is not needed. A process in another pid
+// namespace (pid 0) or a proxy answers no.
+func (p *peerDialer) postmaster() bool {
+	pid := p.pid.Load()
+	if pid <= 0 {
+		return false
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	name := strings.TrimSpace(string(comm))
+	return err == nil && (name == "postgres" || name == "postmaster")
+}
+
 // ErrTransactionPooled means a proxy such as PgBouncer in transaction mode
 // stands between the tool and the server: consecutive transactions of one
 // client may run in different server sessions, and a backup cannot outlive
@@ -247,6 +295,8 @@ func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 	if err != nil {
 		return err
 	}
+	peer := &peerDialer{}
+	connector.Dialer(peer)
 	db := sql.OpenDB(connector)
 	defer db.Close()
 	a, err := db.Conn(ctx)
@@ -254,6 +304,9 @@ func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 		return err
 	}
 	defer a.Close()
+	if peer.postmaster() {
+		return nil // nothing stands between the tool and the server
+	}
 	var first int
 	if err := a.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&first); err != nil {
 		return err

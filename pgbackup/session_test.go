@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -320,4 +323,33 @@ func TestPreflightRefusesMinimalWAL(t *testing.T) {
 			t.Fatalf("Preflight with wal_level=minimal = %v", err)
 		}
 	})
+}
+
+// TestPeerPostmaster tells a postmaster's Unix socket from another
+// process's, such as a proxy's (here the test's own listener).
+func TestPeerPostmaster(t *testing.T) {
+	c := pgtest.New(t, pgtest.DefaultInstall(t), pgtest.Options{})
+	other := filepath.Join(t.TempDir(), "proxy.sock")
+	l, err := net.Listen("unix", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tt := range []struct {
+		path string
+		want bool
+	}{
+		{filepath.Join(c.Socket, fmt.Sprintf(".s.PGSQL.%d", c.Port)), true},
+		{other, false},
+	} {
+		var p peerDialer
+		conn, err := p.Dial("unix", tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		if got := p.postmaster(); got != tt.want {
+			t.Errorf("%s: postmaster() = %v, want %v (peer pid %d)", tt.path, got, tt.want, p.pid.Load())
+		}
+	}
 }

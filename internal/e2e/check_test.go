@@ -58,6 +58,15 @@ func TestCheck(t *testing.T) {
 			runTool(t, env, "--staging", staging(t), "--pgdata", c.PGData, "--", "true").want(t, 3, "transaction-pooling proxy")
 		})
 	}
+	// A Unix socket's peer tells the postmaster from a proxy: the tool
+	// skips the three-client check only for the postmaster's own socket.
+	t.Run("behind PgBouncer on a Unix socket", func(t *testing.T) {
+		sock := pgtest.TempDir(t)
+		port := pgbouncer(t, c, "pool_mode = transaction\nunix_socket_dir = "+sock)
+		env := []string{"PGHOST=" + sock, "PGPORT=" + strconv.Itoa(port), "PGUSER=postgres", "PGDATABASE=postgres"}
+		runTool(t, env, "check", "--staging", staging(t), "--pgdata", c.PGData).
+			want(t, 3, "fail  preflight: the connection goes through a transaction-pooling proxy")
+	})
 	t.Run("behind PgBouncer in session mode", func(t *testing.T) {
 		port := pgbouncer(t, c, "pool_mode = session")
 		env := []string{"PGHOST=127.0.0.1", "PGPORT=" + strconv.Itoa(port), "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable"}
