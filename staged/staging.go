@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/pgfbb/pgfbb-wrap/beneath"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,7 @@ type Staging struct {
 	dir   string
 	lock  *os.File // flock on dir while this run owns it
 	notes []string
+	mu    sync.Mutex // guards files: Put runs in parallel
 	files []File
 	// rename is how Publish renames without replacing; nil where the
 	// file system cannot, and Publish checks under the staging lock.
@@ -290,7 +292,11 @@ func (s *Staging) Path() string { return filepath.Join(s.root, s.label) }
 func (s *Staging) TempDir() string { return s.dir }
 
 // Files lists what has been staged so far, in staging order.
-func (s *Staging) Files() []File { return slices.Clone(s.files) }
+func (s *Staging) Files() []File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.files)
+}
 
 // WriteFile stages a small file from memory.
 func (s *Staging) WriteFile(name string, data []byte) error {
@@ -301,7 +307,8 @@ func (s *Staging) WriteFile(name string, data []byte) error {
 // Put streams r into the staged file name (relative, "/"-separated), hashing
 // it, calling check on the first bytes read and, unless wantSize is negative,
 // insisting on that size; then it makes the file durable. Blocks of zeros
-// become holes (see writeSparse). A partial or wrong file is removed.
+// become holes (see writeSparse). A partial or wrong file is removed. Puts
+// of different files may run in parallel.
 func (s *Staging) Put(ctx context.Context, name string, r io.Reader, wantSize int64, check func(first []byte) error) (_ File, err error) {
 	path := filepath.Join(s.dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -358,7 +365,9 @@ func (s *Staging) Put(ctx context.Context, name string, r io.Reader, wantSize in
 		return File{}, err
 	}
 	file := File{Path: name, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
+	s.mu.Lock()
 	s.files = append(s.files, file)
+	s.mu.Unlock()
 	return file, nil
 }
 
@@ -394,6 +403,10 @@ func writeSparse(f *os.File, b []byte, off int64) error {
 			if _, err := f.WriteAt(b[:data], off); err != nil {
 				return err
 			}
+			// Start writing it out now, so that the fsync at the end
+			// waits for the last chunk only; a kernel that cannot is
+			// no error.
+			unix.SyncFileRange(int(f.Fd()), off, int64(data), unix.SYNC_FILE_RANGE_WRITE)
 			b, off = b[data:], off+int64(data)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-multierror"
@@ -122,47 +123,79 @@ func (p *Plan) Files() int {
 // the backup being staged in dst and writes its wal_list. Every missing or
 // damaged file is reported, not only the first; a context cancellation
 // stops at once. copied, when not nil, is counted up by one per file
-// handled, for a progress line.
+// handled, for a progress line. From a local pg_wal two files are copied
+// at a time: one is hashed while the other waits for the disk.
 func Collect(ctx context.Context, dst *staged.Staging, src Source, p *Plan, copied *atomic.Int64) error {
-	var merr *multierror.Error
-	var done []string
-	stage := func(name string, wantSize int64, check func([]byte) error, zeroFrom *pgformat.LSN) {
+	type file struct {
+		name     string
+		size     int64 // -1: any
+		check    func([]byte) error
+		zeroFrom *pgformat.LSN
+	}
+	var files []file
+	for _, name := range p.History {
+		files = append(files, file{name: name, size: -1})
+	}
+	for n := p.FirstSegment; n <= p.LastSegment; n++ {
+		f := file{name: pgformat.SegmentFileName(p.Timeline, n, p.SegmentSize), size: int64(p.SegmentSize),
+			check: segmentCheck(n, p.SegmentSize, p.SystemID)}
+		if n == p.LastSegment && p.ZeroFrom != 0 {
+			f.zeroFrom = &p.ZeroFrom
+		}
+		files = append(files, f)
+	}
+	files = append(files, file{name: p.BackupHistory, size: -1})
+
+	errs, ok := make([]error, len(files)), make([]bool, len(files))
+	stage := func(i int) {
+		f := files[i]
 		if copied != nil {
 			defer copied.Add(1)
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		r, err := src.Open(ctx, name)
-		optional := name == p.BackupHistory
-		if optional && errors.Is(err, fs.ErrNotExist) {
-			return
+		r, err := src.Open(ctx, f.name)
+		if f.name == p.BackupHistory && errors.Is(err, fs.ErrNotExist) {
+			return // optional
 		}
 		if err == nil {
 			var in io.Reader = r
-			if zeroFrom != nil {
-				in = &zeroAfter{r: r, n: int64(uint64(*zeroFrom) % p.SegmentSize)}
+			if f.zeroFrom != nil {
+				in = &zeroAfter{r: r, n: int64(uint64(*f.zeroFrom) % p.SegmentSize)}
 			}
-			_, err = dst.Put(ctx, path.Join(staged.WALDir, name), in, wantSize, check)
+			_, err = dst.Put(ctx, path.Join(staged.WALDir, f.name), in, f.size, f.check)
 			r.Close()
 		}
 		if err != nil {
-			merr = multierror.Append(merr, fmt.Errorf("WAL file %s from %s: %w", name, src, err))
+			errs[i] = fmt.Errorf("WAL file %s from %s: %w", f.name, src, err)
 			return
 		}
-		done = append(done, name)
+		ok[i] = true
 	}
-	for _, name := range p.History {
-		stage(name, -1, nil, nil)
+	workers := 1
+	if _, local := src.(DirSource); local {
+		workers = 2
 	}
-	for n := p.FirstSegment; n <= p.LastSegment; n++ {
-		var partial *pgformat.LSN
-		if n == p.LastSegment && p.ZeroFrom != 0 {
-			partial = &p.ZeroFrom
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for i := range files {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			stage(i)
+		})
+	}
+	wg.Wait()
+
+	var merr *multierror.Error
+	var done []string
+	for i, f := range files {
+		merr = multierror.Append(merr, errs[i])
+		if ok[i] {
+			done = append(done, f.name)
 		}
-		stage(pgformat.SegmentFileName(p.Timeline, n, p.SegmentSize), int64(p.SegmentSize), segmentCheck(n, p.SegmentSize, p.SystemID), partial)
 	}
-	stage(p.BackupHistory, -1, nil, nil)
 	if err := ctx.Err(); err != nil {
 		return multierror.Append(merr, err)
 	}
