@@ -221,3 +221,23 @@ func TestWALFileNames(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRequiredSegments plans the WAL of a backup that spans 1 GiB of
+// 16 MiB segments.
+func BenchmarkRequiredSegments(b *testing.B) {
+	start, stop := LSN(0x1_0000_0028), LSN(0x1_4000_0100)
+	for b.Loop() {
+		if segs, err := RequiredSegments(1, start, stop, 16<<20); err != nil || len(segs) != 65 {
+			b.Fatal(segs, err)
+		}
+	}
+}
+
+// BenchmarkParseLSN reads an LSN as pg_backup_stop prints it.
+func BenchmarkParseLSN(b *testing.B) {
+	for b.Loop() {
+		if _, err := ParseLSN("3F/A1B2C3D8"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

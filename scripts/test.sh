@@ -21,6 +21,7 @@ for script in scripts/*.sh examples/*.sh examples/*/*.sh; do
 	bash -n "$script"
 done
 go vet ./...
+go vet -tags bench ./internal/bench # scripts/bench.sh's harness: kept compiling
 
 # Every fuzz target a few seconds, from its checked-in corpus
 # (PGFBB_FUZZTIME=0 skips this; the corpus still runs as unit tests).

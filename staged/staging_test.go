@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -219,6 +220,36 @@ func TestPutSparse(t *testing.T) {
 			}
 			if onDisk := st.Blocks * 512; onDisk > tt.maxOnDisk {
 				t.Errorf("%d bytes on disk, want at most %d", onDisk, tt.maxOnDisk)
+			}
+		})
+	}
+}
+
+// BenchmarkPut stages a 16 MiB segment: one full of WAL, and one that is a
+// page of WAL and zeros, as after the stop's segment switch.
+func BenchmarkPut(b *testing.B) {
+	full, switched := make([]byte, 16<<20), make([]byte, 16<<20)
+	for i := range full {
+		full[i] = byte(i%251 + 1)
+	}
+	copy(switched, full[:8192])
+	for _, bc := range []struct {
+		name string
+		data []byte
+	}{{"full", full}, {"switched", switched}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := Prepare(filepath.Join(b.TempDir(), "staging"), "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Discard()
+			b.SetBytes(int64(len(bc.data)))
+			n := 0
+			for b.Loop() {
+				n++
+				if _, err := s.Put(context.Background(), fmt.Sprintf("wal/%d", n), bytes.NewReader(bc.data), int64(len(bc.data)), nil); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
