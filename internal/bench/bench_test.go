@@ -100,11 +100,11 @@ func TestBenchReport(t *testing.T) {
 	for _, gb := range sizesGB {
 		sizes = append(sizes, r.sweep(gb))
 	}
-	window := r.window()
+	w := r.window()
 	load := r.underLoad()
 	micro := microBenchmarks(t)
 
-	doc := report(r, sizes, window, load, micro)
+	doc := report(r, sizes, w, load, micro)
 	fmt.Println(doc.table)
 	if err := os.WriteFile(filepath.Join(out, "BENCHMARKS.md"), []byte(doc.markdown), 0o644); err != nil {
 		t.Fatal(err)
@@ -336,16 +336,20 @@ func (r *rig) sweep(gb int) sizeResult {
 	return res
 }
 
-// window is the tool's own share of the time in backup mode: backup mode
-// minus the snapshot command's duration, over idle runs.
-func (r *rig) window() []float64 {
-	var own []float64
+// windowResult is the time in backup mode that is not the snapshot
+// command's, over idle runs: all of it, and what is left of it without
+// pg_backup_stop's own work (its WAL switch), which is the server's.
+type windowResult struct{ window, own []float64 }
+
+func (r *rig) window() windowResult {
+	var w windowResult
 	for range windowRuns {
 		r.settle()
 		rep := r.tool("")
-		own = append(own, rep.BackupMode-rep.Command.Duration)
+		w.window = append(w.window, rep.BackupMode-rep.Command.Duration)
+		w.own = append(w.own, rep.BackupMode-rep.Command.Duration-rep.phase("stop"))
 	}
-	return own
+	return w
 }
 
 // loadResult is a backup whose snapshot command sleeps under pgbench load.
@@ -465,7 +469,7 @@ type target struct {
 	met           bool
 }
 
-func report(r *rig, sizes []sizeResult, window []float64, load loadResult, micro string) document {
+func report(r *rig, sizes []sizeResult, w windowResult, load loadResult, micro string) document {
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "| database | pgfbb-wrap | by hand (psql) | physical floor | pg_basebackup | wrap / by hand | wrap / physical | pg_basebackup / wrap |\n")
 	fmt.Fprintf(&tb, "|---|---|---|---|---|---|---|---|\n")
@@ -496,7 +500,8 @@ func report(r *rig, sizes []sizeResult, window []float64, load loadResult, micro
 	}
 	last := sizes[len(sizes)-1].idle
 	targets = append(targets,
-		target{"the tool's share of backup mode ≤ 40 ms (median)", fmt.Sprintf("%.1f ms", 1000*median(window)), median(window) <= 0.040},
+		target{"the tool's share of backup mode ≤ 40 ms (median)", fmt.Sprintf("%.1f ms, of which pg_backup_stop's own work %.1f ms", 1000*median(w.window),
+			1000*(median(w.window)-median(w.own))), median(w.window) <= 0.040},
 		target{"idle: ≤ 1 MiB of staged WAL on disk, 16 MiB apparent", fmt.Sprintf("%s on disk, %s apparent", mib(last.onDisk), mib(last.apparent)),
 			last.onDisk <= 1<<20 && last.apparent == 16<<20})
 	collect := load.rep.phase("collect-wal")
@@ -519,7 +524,8 @@ func report(r *rig, sizes []sizeResult, window []float64, load loadResult, micro
 		loadRate, load.pgbenchTPS, loadSleep, load.rep.WALFiles, mib(load.rep.apparent), 1000*collect, mib(load.rep.onDisk),
 		1000*load.cpSeconds, mib(load.rep.maxRSS), load.rep.BackupMode)
 	table := "wall time, median of " + strconv.Itoa(runs) + " runs each:\n" + tb.String() + "\n" + ph.String() + "\n" +
-		fmt.Sprintf("backup-mode window, the tool's own share (median of %d): %.1f ms\n", len(window), 1000*median(window)) +
+		fmt.Sprintf("backup-mode window without the snapshot command (median of %d): %.1f ms; without pg_backup_stop's own work too: %.1f ms\n",
+			len(w.window), 1000*median(w.window), 1000*median(w.own)) +
 		loadLine + "\n\n" + tg.String()
 
 	md := fmt.Sprintf(`# Benchmarks
@@ -562,7 +568,10 @@ Per phase, in milliseconds (medians, from the `+"`--json`"+` report; the snapsho
 phase is the snapshot command; the last run's staged WAL and the largest RSS):
 
 %s
-Backup-mode window, the tool's own share: **%.1f ms** (median of %d).
+Backup-mode window (from pg_backup_start's return to pg_backup_stop's) without
+the snapshot command: **%.1f ms** (median of %d); without pg_backup_stop's own
+work as well (its WAL switch, which is the server's), what the tool adds:
+**%.1f ms**.
 
 Under load: %s
 
@@ -574,8 +583,8 @@ Under load: %s
 `+"```"+`
 %s
 `+"```"+`
-`, time.Now().UTC().Format("2006-01-02"), machine(r), gbList(sizes), scalePerGB, runs, len(window), runs, tb.String(), ph.String(),
-		1000*median(window), len(window), loadLine, tg.String(), micro)
+`, time.Now().UTC().Format("2006-01-02"), machine(r), gbList(sizes), scalePerGB, runs, len(w.window), runs, tb.String(), ph.String(),
+		1000*median(w.window), len(w.window), 1000*median(w.own), loadLine, tg.String(), micro)
 	return document{table: table, markdown: md}
 }
 
