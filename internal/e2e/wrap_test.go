@@ -313,9 +313,11 @@ func wrapper(t *testing.T, in pgtest.Install) {
 	})
 
 	t.Run("staging full while copying WAL", func(t *testing.T) {
-		// Room for the label, not for a WAL segment.
+		// Room for the label, not for the WAL the command writes (zero
+		// blocks of a segment take no room: the WAL must be data).
 		small := tmpfs(t, "size=4m,mode=0700")
-		r := runTool(t, env, "--staging", small, "--label", "full", "--fast", "--", "true")
+		r := runTool(t, env, "--staging", small, "--label", "full", "--fast", "--", c.ClientBin(t, "psql"), "-Xqc",
+			"CREATE TABLE fill AS SELECT g, md5(g::text) || repeat('x', 400) FROM generate_series(1, 40000) g")
 		r.want(t, 1, "collect-wal", "no space left on device", "nothing was published")
 		assertNothingPublished(t, small)
 		waitClean(t, db)
