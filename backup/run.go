@@ -329,17 +329,9 @@ func (r *run) execute(ctx context.Context) {
 		r.note("--dbname holds a password, which every user of this host can read in the process list: " +
 			"keep it in a password file (PGPASSFILE, ~/.pgpass) or in PGPASSWORD instead")
 	}
-	// Before the session's first query: behind a transaction pool its
-	// statements would fail in ways that name prepared statements, not
-	// the pool.
-	pinned := pgbackup.CheckSessionPinned(ctx, cfg)
-	if errors.Is(pinned, pgbackup.ErrTransactionPooled) {
-		r.fail(PhasePreflight, pinned)
-		return
-	}
 	if r.sess, err = pgbackup.Connect(ctx, cfg, r.opts.NetworkTimeout); err != nil {
 		var pe *pgbackup.PreflightError
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) || errors.Is(err, pgbackup.ErrTransactionPooled) {
 			r.fail(PhasePreflight, err)
 		} else {
 			r.fail(PhaseConnect, err)
@@ -353,6 +345,7 @@ func (r *run) execute(ctx context.Context) {
 		srv.Version, srv.User, srv.Superuser, srv.Replication, srv.BackendPID))
 
 	r.enter(PhasePreflight)
+	pinned := r.sess.PinCheck()
 	switch {
 	case pinned != nil && r.opts.CheckOnly:
 		r.note(fmt.Sprintf("could not check for a transaction-pooling proxy (the check needs three connections): %v; "+

@@ -87,12 +87,17 @@ type Session struct {
 	// wandered: a guarded statement found another server session, so the
 	// session's own may sit in a pool, in backup mode, holding the slot.
 	wandered bool
+	pinCheck error // why the check for a transaction pool could not run, if it could not
 }
 
 // Connect opens the session, makes it immune to role and database defaults
 // that would end it mid-backup, and reads what the backup needs to know about
 // the server. Over TCP, a network silent for netTimeout (0: the default)
-// ends the session.
+// ends the session. Unless the session's Unix socket is the postmaster's
+// own, CheckSessionPinned runs before the session's first query, since
+// behind a transaction pool its statements would fail in ways that name
+// prepared statements, not the pool: a pool found is ErrTransactionPooled,
+// a check that could not run is PinCheck's.
 func Connect(ctx context.Context, cfg pq.Config, netTimeout time.Duration) (*Session, error) {
 	if netTimeout <= 0 {
 		netTimeout = DefaultNetworkTimeout
@@ -101,18 +106,30 @@ func Connect(ctx context.Context, cfg pq.Config, netTimeout time.Duration) (*Ses
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
-	connector.Dialer(keepaliveDialer{dialer(netTimeout)})
+	peer := &peerDialer{d: dialer(netTimeout)}
+	connector.Dialer(peer)
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(1)
-	conn, err := db.Conn(ctx)
+	conn, err := db.Conn(ctx) // connected and logged in; no query yet
+	s := &Session{db: db, conn: conn}
+	if err == nil && !peer.postmaster() {
+		if s.pinCheck = CheckSessionPinned(ctx, cfg); errors.Is(s.pinCheck, ErrTransactionPooled) {
+			err = s.pinCheck
+		}
+	}
 	if err == nil {
 		err = conn.PingContext(ctx)
 	}
 	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
 		db.Close()
+		if errors.Is(err, ErrTransactionPooled) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open session: %w", err)
 	}
-	s := &Session{db: db, conn: conn}
 	if err := s.init(ctx); err != nil {
 		s.lost = true // nothing was started; only the first error matters
 		s.Close()
@@ -120,6 +137,11 @@ func Connect(ctx context.Context, cfg pq.Config, netTimeout time.Duration) (*Ses
 	}
 	return s, nil
 }
+
+// PinCheck is why the check for a transaction-pooling proxy could not run
+// (it needs three connections at once), nil when it ran and found none or
+// the session is the postmaster's own.
+func (s *Session) PinCheck() error { return s.pinCheck }
 
 // init lifts the role's statement_timeout first, because every statement
 // until then runs under it, then reads the version, because the other
@@ -209,25 +231,9 @@ func (s *Session) Close() error {
 // closeTimeout bounds the statement that ends a session left behind a pool.
 const closeTimeout = 10 * time.Second
 
-type keepaliveDialer struct{ d net.Dialer }
-
-func (k keepaliveDialer) Dial(network, address string) (net.Conn, error) {
-	return k.d.Dial(network, address)
-}
-
-func (k keepaliveDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return k.d.DialContext(ctx, network, address)
-}
-
-func (k keepaliveDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	return k.d.DialContext(ctx, network, address)
-}
-
-// peerDialer dials as net.Dialer does and remembers, of a Unix socket, the
-// process at its other end: the one that listens on it, a postmaster or a
-// proxy.
+// peerDialer dials as its net.Dialer does and remembers, of a Unix socket,
+// the process at its other end: the one that listens on it, a postmaster or
+// a proxy.
 type peerDialer struct {
 	d   net.Dialer
 	pid atomic.Int32
@@ -258,7 +264,7 @@ func (p *peerDialer) DialContext(ctx context.Context, network, address string) (
 }
 
 // postmaster tells whether the first Unix socket dialled was a
-// PostgreSQL postmaster's own: then no proxy can pool its sessions, and
+// PostgreSQL postmaster's own: then no proxy can pool the session, and
 // the three-client check is not needed. A process in another pid
 // namespace (pid 0) or a proxy answers no.
 func (p *peerDialer) postmaster() bool {
@@ -295,8 +301,6 @@ func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 	if err != nil {
 		return err
 	}
-	peer := &peerDialer{}
-	connector.Dialer(peer)
 	db := sql.OpenDB(connector)
 	defer db.Close()
 	a, err := db.Conn(ctx)
@@ -304,9 +308,6 @@ func CheckSessionPinned(ctx context.Context, cfg pq.Config) error {
 		return err
 	}
 	defer a.Close()
-	if peer.postmaster() {
-		return nil // nothing stands between the tool and the server
-	}
 	var first int
 	if err := a.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&first); err != nil {
 		return err
