@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ func restoreCommand(command []string) *cli.Command {
 			"Refuses (exit 3), before changing anything, a target with a running postmaster (however it is reached),\n" +
 			"of another major, of another cluster or already holding a backup_label, a --wal-dir holding other files\n" +
 			"(these three unless --force), links PostgreSQL never makes, a staged backup that does not verify, and a\n" +
-			"--target before the backup's end. Exit 0 done, 1 failed, 2 usage, 130/143 interrupted.",
+			"--target before the backup's end. Exit 0 done, 1 failed, 2 usage, 3 refused, 130/143 interrupted.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "staged", Usage: "the staged backup `DIR` (STAGING/LABEL)"},
 			&cli.StringFlag{Name: "pgdata", Usage: "the data `DIR` recovered from the snapshot"},
@@ -79,24 +80,31 @@ func restoreCommand(command []string) *cli.Command {
 	}
 }
 
-// restoreTarget reads the target flags; --target, --target-name and
-// --target-xid exclude each other.
+// restoreTarget reads the target flags. --target, --target-name and
+// --target-xid exclude each other; one given on the command line wins over
+// one from the environment or the config file, as every flag does.
 func restoreTarget(c *cli.Context) (restore.Target, error) {
-	var given []string
+	var set, typed []string
 	for _, name := range []string{"target", "target-name", "target-xid"} {
 		if c.IsSet(name) {
-			given = append(given, "--"+name)
+			set = append(set, name)
+			if onCommandLine(name) {
+				typed = append(typed, name)
+			}
 		}
 	}
-	if len(given) > 1 {
-		return restore.Target{}, fmt.Errorf("%s: give one target", strings.Join(given, " and "))
+	if len(typed) > 0 {
+		set = typed
+	}
+	if len(set) > 1 {
+		return restore.Target{}, fmt.Errorf("--%s: give one target", strings.Join(set, " and --"))
 	}
 	var t restore.Target
 	var err error
 	switch {
-	case c.IsSet("target-name"):
+	case slices.Contains(set, "target-name"):
 		t, err = restore.NameTarget(c.String("target-name"))
-	case c.IsSet("target-xid"):
+	case slices.Contains(set, "target-xid"):
 		t, err = restore.XIDTarget(c.String("target-xid"))
 	default:
 		t, err = restore.ParseTarget(c.String("target"))
@@ -140,10 +148,17 @@ func rehearse(c *cli.Context, o restore.RehearseOptions) error {
 		fmt.Fprintf(&b, ", last transaction at %s", r.LastCommit)
 	}
 	fmt.Fprintf(&b, "; %s after %s", rehearsalEnd[o.Target.Action], r.ToReady.Round(time.Millisecond))
+	if o.RestoreCommand != "" {
+		fmt.Fprintf(&b, ", %d files from the archive", r.FromArchive)
+	}
 	if r.Databases >= 0 {
 		fmt.Fprintf(&b, ", %d databases answer", r.Databases)
 	}
 	fmt.Fprintln(c.App.Writer, b.String()+"; the copy is removed")
+	if o.Target.NeedsArchive() && r.FromArchive == 0 {
+		fmt.Fprintln(c.App.ErrWriter, "pgfbb-wrap: warning: recovery read nothing from the archive, so it went no further than the staged WAL: "+
+			"check --restore-command")
+	}
 	return nil
 }
 

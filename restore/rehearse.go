@@ -36,8 +36,11 @@ type Rehearsal struct {
 	// when it replayed to the end of the WAL.
 	Stopped string
 	// LastCommit is the time of the last transaction recovery replayed, as
-	// the server logged it; empty when the server did not say.
+	// the server logged it at the end of recovery; empty when it did not.
 	LastCommit string
+	// FromArchive counts the files restore_command brought, as the server
+	// logged them.
+	FromArchive int
 }
 
 // RehearseOptions add to Options what a rehearsal needs.
@@ -156,15 +159,18 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	}
 	// The command line overrides what the copy's configuration says about
 	// where the data, the socket and a pid file go.
+	// hot_standby lets a pause at the target be queried (off, it shuts down).
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c hba_file=%s -c data_directory=%s -c external_pid_file='' "+
-		"-c archive_mode=off -c cluster_name=pgfbb-rehearsal -c lc_messages=C", port, quote(sock), quote(hba), quote(copyDir))
+		"-c archive_mode=off -c hot_standby=on -c cluster_name=pgfbb-rehearsal -c lc_messages=C", port, quote(sock), quote(hba), quote(copyDir))
 	started := time.Now()
 	defer pgctl("stop", "-D", copyDir, "-m", "immediate", "-w").Run()
-	// pg_ctl waits for connections, which a server that shuts down at its
-	// target may never take.
-	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-o", opts).CombinedOutput(); err != nil &&
+	// pg_ctl waits for connections, which come only after consistency
+	// (the archive may be slow: as long as the rehearsal may take), and
+	// which a server that shuts down at its target may never take.
+	wait := strconv.Itoa(max(int(o.Timeout.Seconds()), 1))
+	if out, err := pgctl("start", "-D", copyDir, "-l", logFile, "-t", wait, "-o", opts).CombinedOutput(); err != nil &&
 		!(o.Target.action() == "shutdown" && bytes.Contains(readLog(), []byte("shutdown at recovery target"))) {
-		return nil, fmt.Errorf("start rehearsal server: %v: %s", err, bytes.TrimSpace(out))
+		return nil, fmt.Errorf("start rehearsal server: %v: %s; server log:\n%s", err, bytes.TrimSpace(out), tail(readLog()))
 	}
 
 	r := &Rehearsal{Label: m.Label, Copy: copyDir}
@@ -209,6 +215,7 @@ func Rehearse(ctx context.Context, o RehearseOptions) (*Rehearsal, error) {
 	if m := lastCommitLine.FindSubmatch(log); m != nil {
 		r.LastCommit = string(m[1])
 	}
+	r.FromArchive = bytes.Count(log, []byte("LOG:  restored log file "))
 	if o.Target.action() == "shutdown" {
 		r.Databases = -1
 		return r, nil

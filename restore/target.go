@@ -1,11 +1,13 @@
 package restore
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/pgfbb/pgfbb-wrap/pgformat"
 	"github.com/pgfbb/pgfbb-wrap/staged"
@@ -65,8 +67,12 @@ func ParseTarget(s string) (Target, error) {
 	if lsn, err := pgformat.ParseLSN(s); err == nil {
 		return Target{Kind: TargetLSN, Value: lsn.String()}, nil
 	}
-	if _, _, ok := parseTime(s); ok {
+	// Go reads a comma before the fraction, PostgreSQL does not.
+	if _, _, ok := parseTime(s); ok && !strings.Contains(s, ",") {
 		return Target{Kind: TargetTime, Value: s}, nil
+	}
+	if len(s) > 100 {
+		s = s[:100] + "..."
 	}
 	return Target{}, fmt.Errorf("--target %q: want immediate, latest, an LSN (0/3000028) or a time: %s", s, timeFormats)
 }
@@ -99,7 +105,7 @@ func parseTime(s string) (at time.Time, known, ok bool) {
 // NameTarget is a restore point made by pg_create_restore_point.
 func NameTarget(name string) (Target, error) {
 	// PostgreSQL keeps restore point names in MAXFNAMELEN (64) bytes.
-	if name == "" || len(name) >= 64 || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+	if name == "" || len(name) >= 64 || strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
 		return Target{}, fmt.Errorf("--target-name %q: want a restore point name of 1 to 63 bytes without control characters", name)
 	}
 	return Target{Kind: TargetName, Value: name}, nil
@@ -108,10 +114,14 @@ func NameTarget(name string) (Target, error) {
 // XIDTarget is a transaction ID, as txid_current() or pg_current_xact_id()
 // return it.
 func XIDTarget(xid string) (Target, error) {
-	if n, err := strconv.ParseUint(xid, 10, 64); err != nil || n < 3 {
-		return Target{}, fmt.Errorf("--target-xid %q: want a transaction ID, a decimal number of 3 or more", xid)
+	// An epoch-qualified ID is the epoch times 2^32 plus the 32-bit ID,
+	// which is 3 or more. It is written back in decimal: PostgreSQL reads a
+	// leading zero as octal.
+	n, err := strconv.ParseUint(xid, 10, 64)
+	if err != nil || uint32(n) < 3 {
+		return Target{}, fmt.Errorf("--target-xid %q: want a transaction ID, a decimal number whose low 32 bits are 3 or more", xid)
 	}
-	return Target{Kind: TargetXID, Value: xid}, nil
+	return Target{Kind: TargetXID, Value: strconv.FormatUint(n, 10)}, nil
 }
 
 // check checks the target's values and the flags that go with it.
@@ -125,7 +135,10 @@ func (t Target) check() error {
 	case TargetTime, TargetLSN:
 		_, err = ParseTarget(t.Value)
 	case TargetXID:
-		_, err = XIDTarget(t.Value)
+		var x Target
+		if x, err = XIDTarget(t.Value); err == nil && x.Value != t.Value {
+			err = fmt.Errorf("--target-xid %q: write it without leading zeros, as %s", t.Value, x.Value)
+		}
 	case TargetName:
 		_, err = NameTarget(t.Value)
 	default:
@@ -149,8 +162,9 @@ func (t Target) check() error {
 	switch t.Timeline {
 	case "", "current", "latest":
 	default:
-		if n, err := strconv.ParseUint(t.Timeline, 10, 32); err != nil || n == 0 {
-			return fmt.Errorf("--target-timeline %q: want current, latest or a timeline ID (1, 2, ...)", t.Timeline)
+		// Written as given: PostgreSQL reads a leading zero as octal.
+		if n, err := strconv.ParseUint(t.Timeline, 10, 32); err != nil || n == 0 || t.Timeline != strconv.FormatUint(n, 10) {
+			return fmt.Errorf("--target-timeline %q: want current, latest or a timeline ID (1, 2, ...) without leading zeros", t.Timeline)
 		}
 	}
 	return nil
@@ -191,25 +205,34 @@ func (t Target) checkAfter(m *staged.Manifest) error {
 }
 
 // settings are the recovery settings for the target on the given major.
-// Values are quoted as the configuration file reads them.
+// Values are quoted as the configuration file reads them. From 12 they are
+// appended to postgresql.auto.conf, where a cluster that was itself
+// restored keeps its own recovery settings, and postgresql.conf may hold
+// some: every target setting is written, the others blank, the chosen one
+// last, so that none is inherited (two targets refuse to start; an old
+// time target would stop recovery early without a word). recovery.conf (10,
+// 11) is written whole, and takes no blank target.
 func (t Target) settings(major pgformat.Major) []string {
 	var lines []string
+	if !major.RecoveryConf {
+		for _, k := range []string{"recovery_target", "recovery_target_time", "recovery_target_xid", "recovery_target_name", "recovery_target_lsn"} {
+			lines = append(lines, k+" = ''")
+		}
+	}
 	switch t.kind() {
 	case TargetImmediate:
 		lines = append(lines, "recovery_target = 'immediate'")
 	case TargetTime, TargetLSN, TargetXID, TargetName:
 		lines = append(lines, "recovery_target_"+string(t.Kind)+" = "+quoteSetting(t.Value))
 	}
-	if t.Exclusive {
-		lines = append(lines, "recovery_target_inclusive = false")
+	lines = append(lines, fmt.Sprintf("recovery_target_inclusive = %v", !t.Exclusive))
+	switch timeline := cmp.Or(t.Timeline, major.DefaultTimeline); {
+	case timeline == "current" && major.RecoveryConf:
+		// the default of 10 and 11, which have no word for it
+	default:
+		lines = append(lines, "recovery_target_timeline = "+quoteSetting(timeline))
 	}
-	if t.Timeline != "" && t.Timeline != major.DefaultTimeline {
-		lines = append(lines, "recovery_target_timeline = "+quoteSetting(t.Timeline))
-	}
-	if t.kind() != TargetLatest {
-		lines = append(lines, "recovery_target_action = "+quoteSetting(t.action()))
-	}
-	return lines
+	return append(lines, "recovery_target_action = "+quoteSetting(t.action()))
 }
 
 func (t Target) action() string {

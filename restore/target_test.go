@@ -35,6 +35,7 @@ func TestParseTarget(t *testing.T) {
 		{"2026-11-28 04:17:49 Local", ""},
 		{"2026-11-28 04:17:49'", ""},
 		{"2026-11-28 04:17:49+00\nrecovery_target = 'immediate'", ""},
+		{"2026-11-28 11:32:23,08+00", ""}, // Go reads the comma, PostgreSQL does not
 	}
 	for _, tt := range tests {
 		got, err := ParseTarget(tt.in)
@@ -64,6 +65,9 @@ func TestTargetValues(t *testing.T) {
 		{Target{Kind: TargetXID, Value: "2"}, "--target-xid"},
 		{Target{Kind: TargetXID, Value: "-1"}, "--target-xid"},
 		{Target{Kind: TargetXID, Value: "0x10"}, "--target-xid"},
+		{Target{Kind: TargetXID, Value: "0726"}, "without leading zeros"}, // PostgreSQL would read octal
+		{Target{Kind: TargetXID, Value: "4294967296"}, "--target-xid"},    // epoch 1, xid 0
+		{Target{Kind: TargetName, Value: "\xff\xfe"}, "--target-name"},
 		{Target{Kind: TargetLatest, Value: "x"}, "takes no value"},
 		{Target{Kind: "someday"}, "kind"},
 		{Target{Kind: TargetXID, Value: "747", Exclusive: true}, ""},
@@ -77,6 +81,7 @@ func TestTargetValues(t *testing.T) {
 		{Target{Kind: TargetLatest, Timeline: "current"}, ""},
 		{Target{Kind: TargetLatest, Timeline: "0"}, "--target-timeline"},
 		{Target{Kind: TargetLatest, Timeline: "two"}, "--target-timeline"},
+		{Target{Kind: TargetLatest, Timeline: "010"}, "leading zeros"},
 	} {
 		err := tt.target.check()
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
@@ -85,33 +90,42 @@ func TestTargetValues(t *testing.T) {
 	}
 }
 
-// TestTargetSettings pins what each target writes, per major.
+// TestTargetSettings pins what each target writes, per major. From 12 every
+// target setting is written, the others blank, so that none is inherited
+// from the configuration of a cluster that was itself restored.
 func TestTargetSettings(t *testing.T) {
 	pg := func(n int) pgformat.Major { m, _ := pgformat.LookupMajor(n); return m }
+	blanks := []string{"recovery_target = ''", "recovery_target_time = ''", "recovery_target_xid = ''", "recovery_target_name = ''", "recovery_target_lsn = ''"}
+	from12 := func(lines ...string) []string { return append(slices.Clone(blanks), lines...) }
 	for _, tt := range []struct {
 		target Target
 		major  int
 		want   []string
 	}{
-		{Target{}, 15, []string{"recovery_target = 'immediate'", "recovery_target_action = 'promote'"}},
-		{Target{Kind: TargetLatest}, 15, nil},
+		{Target{}, 15, from12("recovery_target = 'immediate'", "recovery_target_inclusive = true", "recovery_target_timeline = 'latest'",
+			"recovery_target_action = 'promote'")},
+		{Target{Kind: TargetLatest}, 15, from12("recovery_target_inclusive = true", "recovery_target_timeline = 'latest'",
+			"recovery_target_action = 'promote'")},
 		{Target{Kind: TargetTime, Value: "2026-11-28 04:17:49.025677+00"}, 12,
-			[]string{"recovery_target_time = '2026-11-28 04:17:49.025677+00'", "recovery_target_action = 'promote'"}},
-		{Target{Kind: TargetName, Value: "it's"}, 18, []string{"recovery_target_name = 'it''s'", "recovery_target_action = 'promote'"}},
+			from12("recovery_target_time = '2026-11-28 04:17:49.025677+00'", "recovery_target_inclusive = true",
+				"recovery_target_timeline = 'latest'", "recovery_target_action = 'promote'")},
+		{Target{Kind: TargetName, Value: "it's"}, 18, from12("recovery_target_name = 'it''s'", "recovery_target_inclusive = true",
+			"recovery_target_timeline = 'latest'", "recovery_target_action = 'promote'")},
+		{Target{Kind: TargetLSN, Value: "0/3000028", Action: "shutdown", Timeline: "current"}, 14,
+			from12("recovery_target_lsn = '0/3000028'", "recovery_target_inclusive = true", "recovery_target_timeline = 'current'",
+				"recovery_target_action = 'shutdown'")},
+		// recovery.conf is written whole: no blanks. current is 10 and 11's
+		// default, and a word they do not know.
 		{Target{Kind: TargetXID, Value: "747", Exclusive: true, Action: "pause"}, 10,
 			[]string{"recovery_target_xid = '747'", "recovery_target_inclusive = false", "recovery_target_action = 'pause'"}},
-		{Target{Kind: TargetLSN, Value: "0/3000028", Action: "shutdown"}, 14,
-			[]string{"recovery_target_lsn = '0/3000028'", "recovery_target_action = 'shutdown'"}},
-		// current is 10 and 11's default, and a word they do not know;
-		// latest is the default from 12.
-		{Target{Kind: TargetLatest, Timeline: "current"}, 11, nil},
-		{Target{Kind: TargetLatest, Timeline: "current"}, 12, []string{"recovery_target_timeline = 'current'"}},
-		{Target{Kind: TargetLatest, Timeline: "latest"}, 10, []string{"recovery_target_timeline = 'latest'"}},
-		{Target{Kind: TargetLatest, Timeline: "latest"}, 13, nil},
-		{Target{Kind: TargetLatest, Timeline: "2"}, 16, []string{"recovery_target_timeline = '2'"}},
+		{Target{Kind: TargetLatest, Timeline: "current"}, 11, []string{"recovery_target_inclusive = true", "recovery_target_action = 'promote'"}},
+		{Target{Kind: TargetLatest, Timeline: "latest"}, 10,
+			[]string{"recovery_target_inclusive = true", "recovery_target_timeline = 'latest'", "recovery_target_action = 'promote'"}},
+		{Target{Kind: TargetLatest, Timeline: "2"}, 16, from12("recovery_target_inclusive = true", "recovery_target_timeline = '2'",
+			"recovery_target_action = 'promote'")},
 	} {
 		if got := tt.target.settings(pg(tt.major)); !slices.Equal(got, tt.want) {
-			t.Errorf("PostgreSQL %d, %+v: settings %q, want %q", tt.major, tt.target, got, tt.want)
+			t.Errorf("PostgreSQL %d, %+v: settings\n%q, want\n%q", tt.major, tt.target, got, tt.want)
 		}
 	}
 }
@@ -139,5 +153,12 @@ func TestTargetAfterEnd(t *testing.T) {
 		if err := tt.target.checkAfter(m); (err == nil) != tt.ok {
 			t.Errorf("checkAfter(%+v) = %v, want ok=%v", tt.target, err, tt.ok)
 		}
+	}
+}
+
+// TestXIDTargetDecimal writes back what PostgreSQL would read as octal.
+func TestXIDTargetDecimal(t *testing.T) {
+	if x, err := XIDTarget("0726"); err != nil || x.Value != "726" {
+		t.Errorf("XIDTarget(0726) = %+v, %v; want 726", x, err)
 	}
 }

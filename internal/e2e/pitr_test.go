@@ -156,6 +156,27 @@ func pitr(t *testing.T, in pgtest.Install) {
 			"; shut down at the target after")
 	})
 
+	// A cluster that was itself restored keeps its recovery settings in
+	// postgresql.auto.conf, and its backups carry them: the next restore
+	// must not inherit its time target (with immediate: two targets, and
+	// the server refuses to start).
+	t.Run("a restored cluster's own recovery settings are not inherited", func(t *testing.T) {
+		rc, r := restore(t, "again", "--target", afterM1)
+		r.want(t, 0)
+		rc.AppendConf(t, "archive_mode = off")
+		pgtest.Exec(t, rc.StartRecovered(t), "INSERT INTO marker VALUES ('again')")
+		st2 := filepath.Join(t.TempDir(), "staging")
+		runTool(t, rc.Env(), "--staging", st2, "--label", "again", "--fast", "--",
+			"btrfs", "subvolume", "snapshot", "-r", rc.PGData, filepath.Join(b.snaps, "again")).want(t, 0)
+		dir := filepath.Join(b.fs.Mount, "pitr-again-restored")
+		btrfstest.Snapshot(t, filepath.Join(b.snaps, "again"), dir, false)
+		runTool(t, nil, "restore", "--staged", filepath.Join(st2, "again"), "--pgdata", dir).want(t, 0)
+		rc2 := pgtest.Existing(t, in, dir)
+		rc2.AppendConf(t, "archive_mode = off")
+		rc2.StartRecovered(t)
+		markers(t, rc2, "again,before,m1")
+	})
+
 	// Last: the archive gains timeline 2 here, which latest would follow.
 	t.Run("latest along timeline 2 after a promotion", func(t *testing.T) {
 		rc, r := restore(t, "promoted", "--target-name", "before-m3")
