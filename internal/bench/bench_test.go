@@ -649,7 +649,7 @@ func plot(t *testing.T, gnuplot string, sizes []sizeResult, png string) {
 	if err := os.WriteFile(dat, []byte(data.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	script := fmt.Sprintf(`set terminal pngcairo size 800,500
+	script := fmt.Sprintf(`set terminal pngcairo size 800,500 noenhanced
 set output '%s'
 set logscale y
 set xlabel 'database size (GB)'
