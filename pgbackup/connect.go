@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -112,7 +113,7 @@ func Connect(ctx context.Context, cfg pq.Config, netTimeout time.Duration) (*Ses
 	db.SetMaxOpenConns(1)
 	conn, err := db.Conn(ctx) // connected and logged in; no query yet
 	s := &Session{db: db, conn: conn}
-	if err == nil && !peer.postmaster() {
+	if err == nil && !peer.direct(ctx, conn) {
 		if s.pinCheck = CheckSessionPinned(ctx, cfg); errors.Is(s.pinCheck, ErrTransactionPooled) {
 			err = s.pinCheck
 		}
@@ -250,12 +251,15 @@ func (p *peerDialer) DialTimeout(network, address string, timeout time.Duration)
 }
 
 func (p *peerDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	// lib/pq dials host after host until one takes the session: the last
+	// dial is the session's.
+	p.pid.Store(0)
 	c, err := p.d.DialContext(ctx, network, address)
 	if uc, ok := c.(*net.UnixConn); ok && err == nil {
 		if raw, rerr := uc.SyscallConn(); rerr == nil {
 			raw.Control(func(fd uintptr) {
 				if cred, cerr := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); cerr == nil {
-					p.pid.CompareAndSwap(0, cred.Pid)
+					p.pid.Store(cred.Pid)
 				}
 			})
 		}
@@ -263,9 +267,35 @@ func (p *peerDialer) DialContext(ctx context.Context, network, address string) (
 	return c, err
 }
 
-// postmaster tells whether the first Unix socket dialled was a
-// PostgreSQL postmaster's own: then no proxy can pool the session, and
-// the three-client check is not needed. A process in another pid
+// direct tells whether the session conn, just dialled through p, is the
+// postmaster's own: its Unix socket's peer is a process named postgres, and
+// the session's backend is that process's child, which no proxy can
+// arrange whatever it is called. The query is a simple-protocol one, which
+// a pool runs as well as a server; any failure answers no, and the full
+// check runs.
+func (p *peerDialer) direct(ctx context.Context, conn *sql.Conn) bool {
+	if !p.postmaster() {
+		return false
+	}
+	var backend int
+	if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&backend); err != nil {
+		return false
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", backend))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			ppid, err := strconv.Atoi(strings.TrimSpace(v))
+			return err == nil && ppid == int(p.pid.Load())
+		}
+	}
+	return false
+}
+
+// postmaster tells whether the last Unix socket dialled was a process
+// named postgres (or postmaster). A process in another pid
 // namespace (pid 0) or a proxy answers no.
 func (p *peerDialer) postmaster() bool {
 	pid := p.pid.Load()

@@ -352,4 +352,38 @@ func TestPeerPostmaster(t *testing.T) {
 			t.Errorf("%s: postmaster() = %v, want %v (peer pid %d)", tt.path, got, tt.want, p.pid.Load())
 		}
 	}
+	// lib/pq dials host after host: the last dial is the session's.
+	var p peerDialer
+	for _, path := range []string{filepath.Join(c.Socket, fmt.Sprintf(".s.PGSQL.%d", c.Port)), other} {
+		conn, err := p.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	if p.postmaster() {
+		t.Error("after dialling the postmaster, then another socket: postmaster() = true")
+	}
+	// A session through the postmaster's socket has a backend that is its
+	// child.
+	cfg, err := Config(c.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = peerDialer{}
+	connector.Dialer(&p)
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if !p.direct(context.Background(), conn) {
+		t.Errorf("a session on the postmaster's socket is not direct (peer pid %d)", p.pid.Load())
+	}
 }
