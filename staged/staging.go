@@ -416,7 +416,10 @@ func writeSparse(f *os.File, b []byte, off int64) error {
 // Publish writes the manifest, makes every directory durable and renames the
 // temporary directory to its label. It never replaces an existing backup.
 func (s *Staging) Publish(m *Manifest) error {
+	// Sorted: parallel Puts finish in any order, and verify reports in
+	// the manifest's.
 	m.FormatVersion, m.Files = FormatVersion, s.Files()
+	slices.SortFunc(m.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
